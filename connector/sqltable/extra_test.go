@@ -2,8 +2,10 @@ package sqltable_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -168,6 +170,40 @@ func TestPostgresConcurrentWritersNeverSkipped(t *testing.T) {
 	for name, n := range seen {
 		if n != 1 {
 			t.Errorf("change of %s delivered %d times", name, n)
+		}
+	}
+}
+
+// A SQLite table whose key is a plain INTEGER PRIMARY KEY reuses the key of
+// a deleted row: New refuses it, naming the column; AUTOINCREMENT passes.
+func TestNewRefusesReusedSQLiteKeys(t *testing.T) {
+	ctx := context.Background()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "k.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	for _, s := range []string{
+		`CREATE TABLE plain (id INTEGER PRIMARY KEY, username TEXT NOT NULL UNIQUE)`,
+		`CREATE TABLE auto (id INTEGER PRIMARY KEY AUTOINCREMENT, username TEXT NOT NULL UNIQUE)`,
+		`CREATE TABLE texty (id TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE)`,
+	} {
+		if _, err := db.Exec(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := func(tbl string) sqltable.Config {
+		return sqltable.Config{DB: db, Dialect: sqltable.SQLite, Classes: map[connector.ObjectClass]sqltable.Table{
+			"account": {Name: tbl, KeyColumn: "id", NameColumn: "username", Columns: map[string]string{"username": "username"}},
+		}}
+	}
+	_, err = sqltable.New(ctx, cfg("plain"))
+	if err == nil || !strings.Contains(err.Error(), `KeyColumn "id" of table plain`) || !strings.Contains(err.Error(), "AUTOINCREMENT") {
+		t.Fatalf("plain INTEGER PRIMARY KEY: got %v, want an error naming the key column and AUTOINCREMENT", err)
+	}
+	for _, tbl := range []string{"auto", "texty", "main.auto", "not_yet_created"} {
+		if _, err := sqltable.New(ctx, cfg(tbl)); err != nil {
+			t.Errorf("table %s: %v", tbl, err)
 		}
 	}
 }

@@ -59,12 +59,71 @@ func New(ctx context.Context, cfg Config) (*Connector, error) {
 		tb.selCols = strings.Join(cols, ", ")
 		c.tables[cl] = tb
 	}
+	if cfg.Dialect == SQLite {
+		if err := c.checkKeys(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.LiveSync {
 		if err := c.installChangeLog(ctx); err != nil {
 			return nil, err
 		}
 	}
 	return c, nil
+}
+
+// checkKeys refuses, on SQLite, a table whose KeyColumn is a plain INTEGER
+// PRIMARY KEY: such a column is the rowid, and SQLite gives the key of the
+// deleted row with the largest key to the next insert. A shadow of the
+// deleted object, or a retried delete of it, would then reach a stranger's
+// row. AUTOINCREMENT keys are never reused. A table that does not exist yet
+// is not checked.
+func (c *Connector) checkKeys(ctx context.Context) error {
+	classes := make([]string, 0, len(c.tables))
+	for cl := range c.tables {
+		classes = append(classes, string(cl))
+	}
+	sort.Strings(classes)
+	for _, cl := range classes {
+		t := c.tables[connector.ObjectClass(cl)]
+		schema, name := "main", t.name
+		if i := strings.IndexByte(name, '.'); i >= 0 {
+			schema, name = name[:i], name[i+1:]
+		}
+		var ddl string
+		err := c.db.QueryRowContext(ctx, `SELECT sql FROM `+quote(schema)+`.sqlite_master WHERE type = 'table' AND name = ?`, name).Scan(&ddl)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return connector.NewError(connector.Classify(err), "new", fmt.Errorf("sqltable: reading the definition of table %s: %w", t.name, err))
+		}
+		rows, err := c.db.QueryContext(ctx, `SELECT name, type, pk FROM pragma_table_info(?, ?)`, name, schema)
+		if err != nil {
+			return connector.NewError(connector.Classify(err), "new", fmt.Errorf("sqltable: reading the columns of table %s: %w", t.name, err))
+		}
+		keys, rowidKey := 0, false
+		for rows.Next() {
+			var col, typ string
+			var pk int
+			if err := rows.Scan(&col, &typ, &pk); err != nil {
+				rows.Close()
+				return fmt.Errorf("sqltable: reading the columns of table %s: %w", t.name, err)
+			}
+			if pk > 0 {
+				keys++
+				rowidKey = rowidKey || (col == t.key && strings.EqualFold(typ, "INTEGER"))
+			}
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return fmt.Errorf("sqltable: reading the columns of table %s: %w", t.name, err)
+		}
+		if keys == 1 && rowidKey && !strings.Contains(strings.ToUpper(ddl), "AUTOINCREMENT") {
+			return fmt.Errorf("sqltable: invalid config: Classes[%q].KeyColumn %q of table %s is an INTEGER PRIMARY KEY without AUTOINCREMENT: "+
+				"SQLite reuses such keys after a delete, and a UID must never be reused; declare it AUTOINCREMENT", cl, t.key, t.name)
+		}
+	}
+	return nil
 }
 
 // quote quotes a validated identifier (possibly schema.table).

@@ -118,7 +118,7 @@ func installResource(ctx context.Context, db *sql.DB, d sqltable.Dialect) error 
 		}
 	} else {
 		stmts = []string{
-			`CREATE TABLE IF NOT EXISTS accounts (id INTEGER PRIMARY KEY, username TEXT NOT NULL UNIQUE, v TEXT, seq TEXT)`,
+			`CREATE TABLE IF NOT EXISTS accounts (id INTEGER PRIMARY KEY AUTOINCREMENT, username TEXT NOT NULL UNIQUE, v TEXT, seq TEXT)`,
 			`CREATE TABLE IF NOT EXISTS calls (n INTEGER PRIMARY KEY, op TEXT NOT NULL, username TEXT NOT NULL, seq TEXT)`,
 			`CREATE TRIGGER IF NOT EXISTS accounts_add AFTER INSERT ON accounts BEGIN
 				INSERT INTO calls (op, username, seq) VALUES ('add', NEW.username, NEW.seq); END`,
