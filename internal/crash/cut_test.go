@@ -126,6 +126,7 @@ func TestConnectionCutRefreshPostgres(t *testing.T) {
 		res, err := task.Run(ctx)
 		t.Logf("run after reconnect: error %v, item errors %v", err, res.Err())
 	}
+	w.direct(dsn)
 	st := w.check()
 	if st.modifyReplays != 0 {
 		t.Errorf("%d modifies were sent again after the cut: the engine must read the resource first", st.modifyReplays)
@@ -257,6 +258,7 @@ func randomCuts(t *testing.T, task string) {
 		clk.Advance(time.Hour)
 		runOnce()
 	}
+	w.direct(dsn)
 	st := w.check()
 	t.Logf("%s: %d runs under cuts with %d errors reported; %d store and %d resource connections cut; %d modifies repeated (replace: idempotent)",
 		task, runs, errs, storeCuts.Load(), resCuts.Load(), st.modifyReplays)
@@ -345,6 +347,7 @@ func TestConnectionLostSaveAnswerPostgres(t *testing.T) {
 			t.Logf("run: %v", err)
 		}
 	}
+	w.direct(dsn)
 	st := w.check()
 	if st.modifyReplays != 0 {
 		t.Errorf("%d modifies sent twice", st.modifyReplays)
@@ -390,6 +393,7 @@ func TestAddLostInsertAnswerPostgres(t *testing.T) {
 			t.Logf("refresh: %v", err)
 		}
 	}
+	w.direct(dsn)
 	w.check()
 	entries, err := journalEntries(w.b.Dir)
 	if err != nil {
