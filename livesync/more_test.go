@@ -24,6 +24,9 @@ type groupStore struct {
 	commits int
 	writes  int
 	fail    error
+	// lost, when set, is returned once by a commit that did land: the
+	// answer to its COMMIT was lost.
+	lost error
 }
 
 func (g *groupStore) CommitGroup(ctx context.Context, writes []shadow.Write, key livesync.TokenKey, old, next connector.Token, lease *shadow.Lease) error {
@@ -40,7 +43,45 @@ func (g *groupStore) CommitGroup(ctx context.Context, writes []shadow.Write, key
 	}
 	g.commits++
 	g.writes += len(writes)
-	return g.tokens.CompareAndSwapToken(ctx, key, old, next)
+	if err := g.tokens.CompareAndSwapToken(ctx, key, old, next); err != nil {
+		return err
+	}
+	if err := g.lost; err != nil {
+		g.lost = nil
+		return err
+	}
+	return nil
+}
+
+// A group commit that landed but whose answer was lost: the run reports
+// the store error, not a token moved by another runner, and the next run
+// goes on from the landed token without writing the group twice.
+func TestGroupCommitLostAnswer(t *testing.T) {
+	t.Parallel()
+	b := setup(t, memconn.Options{PreciseTokens: true})
+	b.tokens = b.fake
+	gs := &groupStore{Store: b.store, tokens: b.fake}
+	task := b.task(t, func(c *livesync.Config) {
+		c.GroupCommit = 2
+		c.Store = gs
+	})
+	mustRun(t, task)
+	b.stream(t, 5)
+	gs.mu.Lock()
+	gs.lost = errors.New("connection reset by peer")
+	gs.mu.Unlock()
+	res, err := task.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "connection reset") || errors.Is(err, livesync.ErrTokenConflict) {
+		t.Fatalf("run whose commit answer was lost: %v; want the store error alone", err)
+	}
+	if res.TokenAfter != tok(2) || b.token(t, task) != tok(2) {
+		t.Fatalf("after the lost answer: result token %q, stored %q; want %q (the commit landed)", res.TokenAfter, b.token(t, task), tok(2))
+	}
+	mustRun(t, task)
+	if gs.commits != 3 || gs.writes != 5 {
+		t.Fatalf("%d commits of %d writes, want 3 of 5: the landed group was written again", gs.commits, gs.writes)
+	}
+	b.assertMirror(t)
 }
 
 func TestGroupCommit(t *testing.T) {

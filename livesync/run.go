@@ -302,7 +302,7 @@ func (r *run) commit(ctx context.Context) error {
 		var err error
 		if r.t.gc != nil {
 			err = r.t.gc.CommitGroup(ctx, writes, r.t.key, r.cur, next, r.lease)
-			if err == nil {
+			if err == nil || r.landed(ctx, err, next) {
 				r.grp.reset()
 				r.done(next)
 				return nil
@@ -326,12 +326,28 @@ func (r *run) commit(ctx context.Context) error {
 		}
 	}
 	if next != r.cur {
-		if err := r.cas(ctx, next); err != nil {
+		if err := r.cas(ctx, next); err != nil && !r.landed(ctx, err, next) {
 			return fmt.Errorf("livesync: store token of %s: %w", r.t.key, err)
 		}
 	}
 	r.done(next)
 	return nil
+}
+
+// landed reports whether a commit that failed with err did land after all:
+// the token conflicts because the stored token already is next. That is
+// this run's own earlier commit, whose answer was lost (the connection
+// dropped after the COMMIT reached the server); its writes are stored.
+func (r *run) landed(ctx context.Context, err error, next connector.Token) bool {
+	if next == r.cur || !errors.Is(err, ErrTokenConflict) {
+		return false
+	}
+	tok, found, lerr := r.cfg.Tokens.LoadToken(ctx, r.t.key)
+	if lerr != nil || !found || tok != next {
+		return false
+	}
+	r.cfg.Logger.InfoContext(ctx, "livesync: an earlier commit whose answer was lost had landed", "task", r.t.key.String(), "token", string(next))
+	return true
 }
 
 // done records a successful commit.

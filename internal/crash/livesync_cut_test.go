@@ -95,6 +95,9 @@ func TestConnectionCutLiveSyncPostgres(t *testing.T) {
 	if err == nil || errors.As(err, &ce) {
 		t.Fatalf("a run whose group commit lost its answer: error %v, want a store error", err)
 	}
+	if errors.Is(err, livesync.ErrTokenConflict) {
+		t.Errorf("first run: %v; the run's own commit landed, no other runner moved the token", err)
+	}
 	t.Logf("first run: %v", err)
 	stored := storedToken(t, st, key)
 	mu.Lock()
