@@ -28,7 +28,10 @@ const (
 var (
 	// csnRE matches an OpenLDAP change sequence number:
 	// time#count#sid#mod, e.g. 20261122041801.003230Z#000000#000#000000.
-	csnRE = regexp.MustCompile(`^[0-9]{14}\.[0-9]{6}Z#[0-9a-fA-F]{6}#[0-9a-fA-F]{3}#[0-9a-fA-F]{6}$`)
+	// The hex digits are lower case, as slapd writes them: CSNs are
+	// compared as strings, and an upper-case digit would sort after every
+	// lower-case one.
+	csnRE = regexp.MustCompile(`^[0-9]{14}\.[0-9]{6}Z#[0-9a-f]{6}#[0-9a-f]{3}#[0-9a-f]{6}$`)
 	// timestampRE matches a whole-second generalized time in UTC.
 	timestampRE = regexp.MustCompile(`^[0-9]{14}Z$`)
 )
@@ -50,7 +53,7 @@ func (c *Connector) parseToken(op string, tok connector.Token) (string, error) {
 	switch c.cfg.LiveSync {
 	case LiveSyncAccessLog:
 		v, ok := strings.CutPrefix(s, accessLogPrefix)
-		if ok && (v == accessLogStart || csnRE.MatchString(v)) {
+		if _, valid := csnTime(v); ok && (v == accessLogStart || valid) {
 			return v, nil
 		}
 		return "", newError(connector.CategorySchema, op,
@@ -321,7 +324,8 @@ func (c *Connector) pendingCSNs(conn *goldap.Conn, cl *class, pos, w string, max
 	return slices.Compact(out), nil
 }
 
-// csnTime returns the time of a CSN.
+// csnTime returns the time of a CSN; false when csn is not a CSN or its
+// time does not exist (month 13, February 30).
 func csnTime(csn string) (time.Time, bool) {
 	if !csnRE.MatchString(csn) {
 		return time.Time{}, false
@@ -523,6 +527,9 @@ func parseTSToken(v string) (tsToken, bool) {
 	sec, list, hasList := strings.Cut(v, ";")
 	if !timestampRE.MatchString(sec) {
 		return tsToken{}, false
+	}
+	if _, err := time.Parse("20060102150405Z", sec); err != nil {
+		return tsToken{}, false // no such time (month 13, February 30)
 	}
 	t := tsToken{second: sec, digests: map[[8]byte]bool{}}
 	if !hasList {

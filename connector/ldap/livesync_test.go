@@ -137,6 +137,11 @@ func TestTokensValidated(t *testing.T) {
 		{c, "garbage"}, {c, "accesslog:20261122041801Z"}, {c, "accesslog:)(objectClass=*"},
 		{c, "modifyTimestamp:20261122041800Z"}, {ts, "accesslog:0"}, {ts, "modifyTimestamp:2026"},
 		{ts, "modifyTimestamp:20261122041800Z)(x=*"},
+		// Well-formed but impossible, or upper-case hex (which would sort
+		// after every CSN slapd writes).
+		{c, "accesslog:20261322041801.003230Z#000000#000#000000"}, {c, "accesslog:20260230041801.003230Z#000000#000#000000"},
+		{c, "accesslog:20261122251801.003230Z#000000#000#000000"}, {c, "accesslog:20261122041801.003230Z#00000A#000#000000"},
+		{ts, "modifyTimestamp:20261131041800Z"}, {ts, "modifyTimestamp:20261122046000Z"},
 	} {
 		_, err := tc.c.FetchChanges(ctx, personClass, tc.tok, 0)
 		if catOf(t, err) != connector.CategorySchema || !strings.Contains(err.Error(), string(tc.tok)) {
