@@ -43,6 +43,7 @@ import (
 	"time"
 
 	"github.com/umbra-idm/umbra/connector"
+	"github.com/umbra-idm/umbra/internal/attrenc"
 )
 
 // DefaultNamingAttribute is the naming attribute of every class that
@@ -142,6 +143,8 @@ type Conn struct {
 	mu      sync.Mutex
 	classes map[connector.ObjectClass]*class
 	nextUID uint64
+	// scratch is the change log's encoding buffer (under mu).
+	scratch []byte
 	// faults
 	down          bool
 	throttleUntil time.Time
@@ -183,7 +186,10 @@ type logEntry struct {
 	uid     string
 	name    string
 	oldName string
-	attrs   connector.Attributes // shared with the object version; nil for delete or when omitted
+	// attrs is the object after the change, encoded (internal/attrenc):
+	// a long log holds no maps for the garbage collector to scan. Empty
+	// for a delete or when omitted.
+	attrs string
 }
 
 // New returns an empty resource configured by opts.
@@ -450,9 +456,11 @@ func (c *Conn) find(cl connector.ObjectClass, id connector.Identifiers) *object 
 	return nil
 }
 
-func (c *Conn) record(k *class, e logEntry) {
-	if c.opts.OmitChangeAttributes {
-		e.attrs = nil
+// record appends e, with the object's attributes attrs after the change,
+// to k's change log.
+func (c *Conn) record(k *class, e logEntry, attrs connector.Attributes) {
+	if !c.opts.OmitChangeAttributes {
+		e.attrs = attrenc.EncodeBuf(attrs, &c.scratch)
 	}
 	k.log = append(k.log, e)
 }
@@ -477,7 +485,7 @@ func (c *Conn) addLocked(op string, cl connector.ObjectClass, attrs connector.At
 	k.objects[o.uid] = o
 	k.byName[name] = o
 	k.order = append(k.order, o)
-	c.record(k, logEntry{typ: connector.ChangeCreate, uid: o.uid, name: name, attrs: attrs})
+	c.record(k, logEntry{typ: connector.ChangeCreate, uid: o.uid, name: name}, attrs)
 	return connector.Identifiers{UID: o.uid, Name: name}, nil
 }
 
@@ -501,7 +509,7 @@ func (c *Conn) setLocked(op string, cl connector.ObjectClass, o *object, attrs c
 		oldName, o.name = o.name, name
 	}
 	o.attrs = attrs
-	c.record(k, logEntry{typ: connector.ChangeModify, uid: o.uid, name: name, oldName: oldName, attrs: attrs})
+	c.record(k, logEntry{typ: connector.ChangeModify, uid: o.uid, name: name, oldName: oldName}, attrs)
 	return connector.Identifiers{UID: o.uid, Name: name}, nil
 }
 
@@ -536,7 +544,7 @@ func (c *Conn) deleteLocked(op string, cl connector.ObjectClass, id connector.Id
 		clear(k.order[len(live):])
 		k.order, k.removed = live, 0
 	}
-	c.record(k, logEntry{typ: connector.ChangeDelete, uid: o.uid, name: o.name})
+	c.record(k, logEntry{typ: connector.ChangeDelete, uid: o.uid, name: o.name}, nil)
 	return nil
 }
 
@@ -573,28 +581,6 @@ func normalize(a connector.Attributes) connector.Attributes {
 			vals = slices.Compact(vals)
 		}
 		out[k] = vals
-	}
-	return out
-}
-
-// cloneInto deep-copies a, taking the value slices from *slab (refilled in
-// chunks) so that a batch of changes costs one map allocation per change
-// rather than one allocation per attribute. Each slice's capacity ends at its
-// length, so appending to one never writes into another.
-func cloneInto(a connector.Attributes, slab *[]string) connector.Attributes {
-	if a == nil {
-		return nil
-	}
-	out := make(connector.Attributes, len(a))
-	for k, v := range a {
-		n := len(v)
-		if n > len(*slab) {
-			*slab = make([]string, max(n, 1024))
-		}
-		s := (*slab)[:n:n]
-		copy(s, v)
-		*slab = (*slab)[n:]
-		out[k] = s
 	}
 	return out
 }
@@ -819,12 +805,11 @@ func (c *Conn) FetchChanges(ctx context.Context, cl connector.ObjectClass, from 
 		return batch, nil
 	}
 	batch.Changes = make([]connector.Change, end-pos)
-	var slab []string
 	for i, e := range log[pos:end] {
 		ch := &batch.Changes[i]
 		ch.Type, ch.Class, ch.OldName = e.typ, cl, e.oldName
 		ch.ID = connector.Identifiers{UID: e.uid, Name: e.name}
-		ch.Object = cloneInto(e.attrs, &slab)
+		ch.Object = attrenc.Decode(e.attrs)
 		if c.opts.PreciseTokens {
 			ch.Token = formatToken(pos + uint64(i) + 1)
 		}

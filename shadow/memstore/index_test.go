@@ -4,10 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
-	"strings"
 	"testing"
-
-	"github.com/umbra-idm/umbra/connector"
 )
 
 // TestOrderedSetModel drives an orderedSet through random inserts and
@@ -105,68 +102,4 @@ func TestOrderedSetModel(t *testing.T) {
 	if newOrderedSet(byID).remove(&record{}) {
 		t.Fatal("remove from an empty set succeeded")
 	}
-}
-
-func TestAttrsEncoding(t *testing.T) {
-	t.Parallel()
-	for _, a := range []connector.Attributes{
-		nil,
-		{},
-		{"cn": {"A"}},
-		{"empty": nil, "also-empty": {}},
-		{"multi": {"a", "b", "c", ""}, "bin": {"\x00\x80\xff"}, "": {"empty name"}},
-		{"long": {strings.Repeat("x", 300), strings.Repeat("y", 70000)}},
-	} {
-		enc := encodeAttrs(a)
-		got := decodeAttrs(enc)
-		if (a == nil) != (got == nil) {
-			t.Fatalf("nil-ness of %v lost: got %v", a, got)
-		}
-		if len(got) != len(a) {
-			t.Fatalf("decoded %d attributes, want %d", len(got), len(a))
-		}
-		for k, v := range a {
-			if gv, ok := got[k]; !ok || !slices.Equal(gv, v) {
-				t.Fatalf("attribute %q: got %q, want %q", k, gv, v)
-			}
-		}
-		// Appending to one decoded attribute does not touch another.
-		for k := range got {
-			got[k] = append(got[k], "appended")
-		}
-		for k, v := range decodeAttrs(enc) {
-			if slices.Contains(v, "appended") {
-				t.Fatalf("attribute %q shares storage with the encoding", k)
-			}
-		}
-	}
-}
-
-func TestDecodeCorrupt(t *testing.T) {
-	t.Parallel()
-	defer func() {
-		if recover() == nil {
-			t.Fatal("decoding a corrupt encoding did not panic")
-		}
-	}()
-	decodeAttrs("\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff")
-}
-
-func FuzzAttrsEncoding(f *testing.F) {
-	f.Add("cn", "a", "b", "mail", "x@example.org")
-	f.Add("", "", "", "", "")
-	f.Add("bin", "\x00\xff", "\x80", "k\x00", "v")
-	f.Fuzz(func(t *testing.T, k1, v1, v2, k2, v3 string) {
-		a := connector.Attributes{k1: {v1, v2}}
-		a[k2] = append(a[k2], v3)
-		got := decodeAttrs(encodeAttrs(a))
-		if len(got) != len(a) {
-			t.Fatalf("decoded %d attributes, want %d", len(got), len(a))
-		}
-		for k, v := range a {
-			if !slices.Equal(got[k], v) {
-				t.Fatalf("attribute %q: got %q, want %q", k, got[k], v)
-			}
-		}
-	})
 }

@@ -42,6 +42,7 @@ import (
 	"time"
 
 	"github.com/umbra-idm/umbra/connector"
+	"github.com/umbra-idm/umbra/internal/attrenc"
 	"github.com/umbra-idm/umbra/internal/clock"
 	"github.com/umbra-idm/umbra/shadow"
 )
@@ -80,11 +81,16 @@ type Store struct {
 	claims map[string]claim
 	leases map[string]shadow.Lease
 	intern map[string]string
+	// nextSeq numbers new IDs (see newID); scratch is attrenc.EncodeBuf's buffer.
+	// Both are used under the write lock.
+	nextSeq uint64
+	idTail  uint64
+	scratch []byte
 }
 
 // record is one stored shadow, laid out compactly: the fields of
 // shadow.Shadow with times as seconds and nanoseconds (UTC), the attribute
-// cache encoded (see encodeAttrs), and the links of the byUID and byName
+// cache encoded (see internal/attrenc), and the links of the byUID and byName
 // chains. The pointer is stable for the shadow's life in the store; its
 // fields change only under the write lock, after the record was removed from
 // the indexes the change affects.
@@ -140,6 +146,8 @@ func New(opts Options) *Store {
 		due:        newOrderedSet(byDue),
 		leases:     make(map[string]shadow.Lease),
 		intern:     make(map[string]string),
+		nextSeq:    rand.Uint64() & (1<<46 - 1),
+		idTail:     rand.Uint64() & (1<<48 - 1),
 	}
 	for i := range s.unfinished {
 		s.unfinished[i] = newOrderedSet(byID)
@@ -288,7 +296,7 @@ func (r *record) shadow() *shadow.Shadow {
 		Intent:              r.intent,
 		UID:                 r.uid,
 		Name:                r.name,
-		Attributes:          decodeAttrs(r.attrs),
+		Attributes:          attrenc.Decode(r.attrs),
 		Exists:              r.exists,
 		Dead:                r.dead,
 		DeadSince:           r.time(tDeadSince),
@@ -367,7 +375,7 @@ func (s *Store) fill(r *record, sh *shadow.Shadow) {
 	r.kind = s.internString(sh.Kind)
 	r.intent = s.internString(sh.Intent)
 	r.uid, r.name = sh.UID, sh.Name
-	r.attrs = encodeAttrs(sh.Attributes)
+	r.attrs = attrenc.EncodeBuf(sh.Attributes, &s.scratch)
 	r.pending = nil
 	if len(sh.Pending) > 0 {
 		r.pending = clonePending(sh.Pending)
@@ -395,13 +403,29 @@ func (s *Store) internString(v string) string {
 	return v
 }
 
-// newID returns an ID no shadow has: 24 random hex digits.
+// newID returns an ID no shadow has: 24 hex digits, a sequence number
+// (from a random start) then a per-store random tail. New IDs ascend, so
+// that a create appends to the ID-ordered indexes instead of inserting
+// into the middle of them; the random start and tail keep the IDs of two
+// stores apart.
 func (s *Store) newID() string {
 	for {
-		id := fmt.Sprintf("%012x%012x", rand.Uint64()&(1<<48-1), rand.Uint64()&(1<<48-1))
-		if _, taken := s.byID[id]; !taken {
+		s.nextSeq++
+		var b [24]byte
+		putHex(b[:12], s.nextSeq)
+		putHex(b[12:], s.idTail)
+		if id := string(b[:]); s.byID[id] == nil {
 			return id
 		}
+	}
+}
+
+// putHex writes the low 4*len(dst) bits of v into dst as lower-case hex.
+func putHex(dst []byte, v uint64) {
+	const digits = "0123456789abcdef"
+	for i := len(dst) - 1; i >= 0; i-- {
+		dst[i] = digits[v&0xf]
+		v >>= 4
 	}
 }
 

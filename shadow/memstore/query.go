@@ -46,14 +46,35 @@ func matches(r *record, q *shadow.Query) bool {
 func (s *Store) scan(q shadow.Query, fn func(*record) bool) (examined int) {
 	var candidates []*record
 	switch {
-	case q.UID != "":
-		for r := s.byUID[q.UID]; r != nil; r = r.nextUID {
-			candidates = append(candidates, r)
+	case q.UID != "" || q.Name != "":
+		// A handful of shadows share an identifier: walk the chain
+		// into a small buffer, sorting only when several match.
+		var buf [8]*record
+		sel := buf[:0]
+		take := func(r *record) {
+			examined++
+			if (q.After == "" || r.id > q.After) && matches(r, &q) {
+				sel = append(sel, r)
+			}
 		}
-	case q.Name != "":
-		for r := s.byName[q.Name]; r != nil; r = r.nextName {
-			candidates = append(candidates, r)
+		if q.UID != "" {
+			for r := s.byUID[q.UID]; r != nil; r = r.nextUID {
+				take(r)
+			}
+		} else {
+			for r := s.byName[q.Name]; r != nil; r = r.nextName {
+				take(r)
+			}
 		}
+		if len(sel) > 1 {
+			slices.SortFunc(sel, byID)
+		}
+		for _, r := range sel {
+			if !fn(r) {
+				break
+			}
+		}
+		return examined
 	default:
 		best := s.ids
 		consider := func(set *orderedSet) {

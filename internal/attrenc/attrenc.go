@@ -1,16 +1,20 @@
-package memstore
+// Package attrenc encodes connector.Attributes into one compact, immutable
+// string and back. The in-memory store and the in-memory connector keep
+// large numbers of attribute sets this way: a string holds no pointers for
+// the garbage collector to scan and costs about the bytes it holds.
+package attrenc
 
 import (
 	"encoding/binary"
-	"strings"
 
 	"github.com/umbra-idm/umbra/connector"
 )
 
 // The attribute cache is the bulk of a shadow, and a Go map of slices of
 // strings costs several times the bytes it holds (map buckets, slice
-// headers, one allocation per value). The store therefore keeps each
-// shadow's attributes as one immutable string:
+// headers, one allocation per value). Stores of many objects (memstore's
+// shadows, memconn's change log) therefore keep each attribute set as one
+// immutable string:
 //
 //	""                      nil attributes
 //	uvarint(n) then n times: uvarint(len(name)) name uvarint(k) then k times uvarint(len(v)) v
@@ -19,44 +23,36 @@ import (
 // strings are substrings of the encoded one, which is safe because strings
 // are immutable.
 
-func encodeAttrs(a connector.Attributes) string {
+// Encode returns the encoding of a.
+func Encode(a connector.Attributes) string {
+	var buf []byte
+	return EncodeBuf(a, &buf)
+}
+
+// EncodeBuf is Encode using *buf as scratch space (grown and
+// kept for the next call): one pass over the map, and one allocation of
+// exactly the encoded size for the result.
+func EncodeBuf(a connector.Attributes, buf *[]byte) string {
 	if a == nil {
 		return ""
 	}
-	size := binary.MaxVarintLen64
+	b := binary.AppendUvarint((*buf)[:0], uint64(len(a)))
 	for k, vs := range a {
-		size += 2*binary.MaxVarintLen64 + len(k)
+		b = binary.AppendUvarint(b, uint64(len(k)))
+		b = append(b, k...)
+		b = binary.AppendUvarint(b, uint64(len(vs)))
 		for _, v := range vs {
-			size += binary.MaxVarintLen64 + len(v)
+			b = binary.AppendUvarint(b, uint64(len(v)))
+			b = append(b, v...)
 		}
 	}
-	var b strings.Builder
-	b.Grow(size)
-	var buf [binary.MaxVarintLen64]byte
-	putUvarint := func(n int) {
-		b.Write(buf[:binary.PutUvarint(buf[:], uint64(n))])
-	}
-	putUvarint(len(a))
-	for k, vs := range a {
-		putUvarint(len(k))
-		b.WriteString(k)
-		putUvarint(len(vs))
-		for _, v := range vs {
-			putUvarint(len(v))
-			b.WriteString(v)
-		}
-	}
-	// The builder grew with worst-case varint sizes; copy only when that
-	// wasted more than a quarter.
-	if s := b.String(); b.Cap()-len(s) <= len(s)/4 {
-		return s
-	}
-	return strings.Clone(b.String())
+	*buf = b
+	return string(b)
 }
 
-// decodeAttrs reverses encodeAttrs. The input is always the store's own
-// encoding, so a malformed one is a bug and panics.
-func decodeAttrs(s string) connector.Attributes {
+// Decode reverses Encode. The input is always the caller's own encoding,
+// so a malformed one is a bug and panics.
+func Decode(s string) connector.Attributes {
 	if s == "" {
 		return nil
 	}
@@ -64,7 +60,7 @@ func decodeAttrs(s string) connector.Attributes {
 	next := func() int {
 		n, w := uvarint(s[pos:])
 		if w <= 0 {
-			panic("memstore: corrupt attribute encoding")
+			panic("attrenc: corrupt attribute encoding")
 		}
 		pos += w
 		return int(n)
