@@ -38,7 +38,10 @@ type Store struct {
 	qual     string // schema.prefix, or prefix
 	names    *strings.Replacer
 	q        statements
-	closed   sync.Once
+	// wprep and rprep hold the prepared statements of the write and read
+	// pools on SQLite (nil on PostgreSQL; see prepCache).
+	wprep, rprep *prepCache
+	closed       sync.Once
 }
 
 // Format prints the store as its database kind and table set, whatever the
@@ -107,6 +110,11 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*Store, error) 
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("sqlstore: open SQLite %q: %w", path, err)
+	}
+	s.wprep, s.rprep = newPrepCache(wdb, false), newPrepCache(rdb, true)
+	if err := s.wprep.prepare(ctx, s.q.insert, s.q.update, s.q.versionOf, s.q.deleteOne, s.q.tokenNew, s.q.tokenSwap); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("sqlstore: open SQLite %q: prepare statements: %w", path, err)
 	}
 	return s, nil
 }
@@ -180,6 +188,8 @@ func newStore(d *dialect, rdb, wdb *sql.DB, opts Options) *Store {
 func (s *Store) Close() error {
 	var err error
 	s.closed.Do(func() {
+		s.wprep.close()
+		s.rprep.close()
 		err = s.rdb.Close()
 		if s.wdb != s.rdb {
 			err = errors.Join(err, s.wdb.Close())
@@ -231,6 +241,8 @@ func (s *Store) write(ctx context.Context, fn func(q querier) error) error {
 // statements are the hot statements, expanded once.
 type statements struct {
 	insert, update, versionOf, deleteOne, get string
+	// tokenNew stores a key's first token, tokenSwap moves it.
+	tokenNew, tokenSwap string
 }
 
 func (s *Store) prepareStatements() statements {
@@ -247,6 +259,12 @@ func (s *Store) prepareStatements() statements {
 		versionOf: s.sql(`SELECT version FROM {t}shadows WHERE id = $1`),
 		deleteOne: s.sql(`DELETE FROM {t}shadows WHERE id = $1 AND version = $2`),
 		get:       s.sql(`SELECT ` + shadowCols + ` FROM {t}shadows WHERE id = $1`),
+		tokenNew: s.sql(`INSERT INTO {t}tokens AS cur (resource_id, class, task, token, updated_at)
+			VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (resource_id, class, task) DO UPDATE SET token = excluded.token, updated_at = excluded.updated_at
+			WHERE cur.token = ''`),
+		tokenSwap: s.sql(`UPDATE {t}tokens SET token = $4, updated_at = $5
+			WHERE resource_id = $1 AND class = $2 AND task = $3 AND token = $6`),
 	}
 }
 
@@ -304,7 +322,7 @@ func (s *Store) createTx(ctx context.Context, tx querier, sh *shadow.Shadow) err
 	}
 	now := truncate(s.clock.Now())
 	all := append(append([]any{id}, args...), now.UnixMicro())
-	if _, err := tx.ExecContext(ctx, s.q.insert, all...); err != nil {
+	if _, err := s.writer(tx).ExecContext(ctx, s.q.insert, all...); err != nil {
 		switch dup, onID := s.d.unique(err); {
 		case dup && onID:
 			return fmt.Errorf("shadow %q: a shadow with this ID exists: %w", id, shadow.ErrDuplicate)
@@ -328,7 +346,7 @@ func (s *Store) updateTx(ctx context.Context, tx querier, sh *shadow.Shadow) err
 	now := truncate(s.clock.Now())
 	all := append(append([]any{sh.ID, sh.Version}, args...), now.UnixMicro())
 	var version, created int64
-	err = tx.QueryRowContext(ctx, s.q.update, all...).Scan(&version, &created)
+	err = s.writer(tx).QueryRowContext(ctx, s.q.update, all...).Scan(&version, &created)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return s.missOrConflict(ctx, tx, sh.ID, sh.Version)
@@ -350,7 +368,7 @@ func isDup(d *dialect, err error) bool {
 // missOrConflict explains why a write at version touched no row.
 func (s *Store) missOrConflict(ctx context.Context, tx querier, id string, version int64) error {
 	var stored int64
-	err := tx.QueryRowContext(ctx, s.q.versionOf, id).Scan(&stored)
+	err := s.writer(tx).QueryRowContext(ctx, s.q.versionOf, id).Scan(&stored)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return fmt.Errorf("shadow %q: %w", id, shadow.ErrNotFound)
@@ -361,7 +379,7 @@ func (s *Store) missOrConflict(ctx context.Context, tx querier, id string, versi
 }
 
 func (s *Store) deleteTx(ctx context.Context, tx querier, id string, version int64) error {
-	res, err := tx.ExecContext(ctx, s.q.deleteOne, id, version)
+	res, err := s.writer(tx).ExecContext(ctx, s.q.deleteOne, id, version)
 	if err != nil {
 		return fmt.Errorf("shadow %q: %w", id, err)
 	}
@@ -392,7 +410,7 @@ func (s *Store) Get(ctx context.Context, id string) (*shadow.Shadow, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("sqlstore: get %q: %w", id, err)
 	}
-	sh, err := scanShadow(s.rdb.QueryRowContext(ctx, s.q.get, id))
+	sh, err := scanShadow(s.reader().QueryRowContext(ctx, s.q.get, id))
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, fmt.Errorf("sqlstore: get %q: %w", id, shadow.ErrNotFound)
@@ -435,7 +453,7 @@ func (s *Store) List(ctx context.Context, q shadow.Query) ([]*shadow.Shadow, err
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.rdb.QueryContext(ctx, stmt, args...)
+	rows, err := s.reader().QueryContext(ctx, stmt, args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: list: %w", err)
 	}
@@ -466,7 +484,7 @@ func (s *Store) Count(ctx context.Context, q shadow.Query) (int, error) {
 		return 0, err
 	}
 	var n int
-	if err := s.rdb.QueryRowContext(ctx, s.sql(`SELECT count(*) FROM {t}shadows`+where), args...).Scan(&n); err != nil {
+	if err := s.reader().QueryRowContext(ctx, s.sql(`SELECT count(*) FROM {t}shadows`+where), args...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("sqlstore: count: %w", err)
 	}
 	return n, nil

@@ -27,7 +27,7 @@ func (s *Store) LoadToken(ctx context.Context, key livesync.TokenKey) (connector
 		return "", false, fmt.Errorf("sqlstore: load token %s: %w", key, err)
 	}
 	var tok string
-	err := s.rdb.QueryRowContext(ctx, s.sql(`SELECT token FROM {t}tokens WHERE resource_id = $1 AND class = $2 AND task = $3`),
+	err := s.reader().QueryRowContext(ctx, s.sql(`SELECT token FROM {t}tokens WHERE resource_id = $1 AND class = $2 AND task = $3`),
 		key.ResourceID, string(key.Class), key.Task).Scan(&tok)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
@@ -74,14 +74,9 @@ func (s *Store) casTokenTx(ctx context.Context, tx querier, key livesync.TokenKe
 	var res sql.Result
 	var err error
 	if old == "" {
-		res, err = tx.ExecContext(ctx, s.sql(`INSERT INTO {t}tokens AS cur (resource_id, class, task, token, updated_at)
-			VALUES ($1, $2, $3, $4, $5)
-			ON CONFLICT (resource_id, class, task) DO UPDATE SET token = excluded.token, updated_at = excluded.updated_at
-			WHERE cur.token = ''`), key.ResourceID, string(key.Class), key.Task, string(next), now)
+		res, err = s.writer(tx).ExecContext(ctx, s.q.tokenNew, key.ResourceID, string(key.Class), key.Task, string(next), now)
 	} else {
-		res, err = tx.ExecContext(ctx, s.sql(`UPDATE {t}tokens SET token = $4, updated_at = $5
-			WHERE resource_id = $1 AND class = $2 AND task = $3 AND token = $6`),
-			key.ResourceID, string(key.Class), key.Task, string(next), now, string(old))
+		res, err = s.writer(tx).ExecContext(ctx, s.q.tokenSwap, key.ResourceID, string(key.Class), key.Task, string(next), now, string(old))
 	}
 	if err != nil {
 		return err
@@ -141,7 +136,7 @@ func (s *Store) SetAsideChanges(ctx context.Context, key livesync.TokenKey) ([]l
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("sqlstore: set-aside changes of %s: %w", key, err)
 	}
-	rows, err := s.rdb.QueryContext(ctx, s.sql(`SELECT id, change, attempts, last_error, last_error_category, set_aside_at
+	rows, err := s.reader().QueryContext(ctx, s.sql(`SELECT id, change, attempts, last_error, last_error_category, set_aside_at
 		FROM {t}set_aside WHERE resource_id = $1 AND class = $2 AND task = $3 ORDER BY set_aside_at, seq`),
 		key.ResourceID, string(key.Class), key.Task)
 	if err != nil {
