@@ -173,11 +173,7 @@ func encodeAttributes(a connector.Attributes) (any, error) {
 	if len(a) == 0 {
 		return nil, nil
 	}
-	b, err := json.Marshal(wireAttrs(a))
-	if err != nil {
-		return nil, err
-	}
-	return string(b), nil
+	return string(appendAttrsJSON(make([]byte, 0, 256), a)), nil
 }
 
 func decodeAttributes(s sql.NullString) (connector.Attributes, error) {

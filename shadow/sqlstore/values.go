@@ -1,7 +1,6 @@
 package sqlstore
 
 import (
-	"bytes"
 	"encoding/json"
 	"strings"
 	"unicode/utf8"
@@ -89,20 +88,9 @@ func (w *wireValues) UnmarshalJSON(b []byte) error {
 
 const binaryNamePrefix = "\x01b64:"
 
-// MarshalJSON implements json.Marshaler.
+// MarshalJSON implements json.Marshaler (see appendAttrsJSON).
 func (a wireAttrs) MarshalJSON() ([]byte, error) {
-	if a == nil {
-		return []byte("null"), nil
-	}
-	m := make(map[string]wireValues, len(a))
-	for k, v := range a {
-		if !plainText(k) || strings.HasPrefix(k, binaryNamePrefix) {
-			bv, _ := json.Marshal([]byte(k))
-			k = binaryNamePrefix + string(bytes.Trim(bv, `"`))
-		}
-		m[k] = wireValues(v)
-	}
-	return json.Marshal(m)
+	return appendAttrsJSON(nil, connector.Attributes(a)), nil
 }
 
 // UnmarshalJSON implements json.Unmarshaler.
