@@ -45,6 +45,9 @@ const (
 	MaxErrorsDefault   = 10
 )
 
+// releaseBatch is how many finished items' claims one Release drops.
+const releaseBatch = 64
+
 // Progress is what a task reports after each shadow it worked on.
 type Progress struct {
 	// Done is how many shadows the run has finished so far.
@@ -251,6 +254,26 @@ func (r *Runner[C]) Run(ctx context.Context, sources []Source, fn ItemFunc[C]) (
 			}
 		}
 	}
+	// done collects the claims of finished items, released releaseBatch at
+	// a time and at the end of the run: one store write per item would
+	// cost as much as the item's own bookkeeping. The claims stay this
+	// owner's a little longer, which keeps other owners off shadows this
+	// run already handled.
+	var doneMu sync.Mutex
+	var done []string
+	finished := func(id string) {
+		if !claiming {
+			return
+		}
+		doneMu.Lock()
+		done = append(done, id)
+		var batch []string
+		if len(done) >= releaseBatch {
+			batch, done = done, nil
+		}
+		doneMu.Unlock()
+		release(batch...)
+	}
 	ids := func(page []*shadow.Shadow) []string {
 		out := make([]string, len(page))
 		for i, sh := range page {
@@ -295,7 +318,7 @@ sources:
 					defer wg.Done()
 					defer sem.Release(1)
 					c, err := fn(ctx, sh)
-					release(sh.ID)
+					finished(sh.ID)
 					st.record(ctx, resourceID, sh.ID, c, err)
 				}(src.ResourceID, sh)
 			}
@@ -306,6 +329,7 @@ sources:
 		}
 	}
 	wg.Wait()
+	release(done...)
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.res.Finished = rr.Clock.Now()

@@ -292,3 +292,40 @@ func TestRunnerValidate(t *testing.T) {
 		t.Errorf("Validate() = %v", err)
 	}
 }
+
+// countingClaimer counts Release calls and the IDs they drop.
+type countingClaimer struct {
+	*memstore.Store
+	calls, ids atomic.Int32
+}
+
+func (c *countingClaimer) Release(ctx context.Context, owner string, ids ...string) error {
+	c.calls.Add(1)
+	c.ids.Add(int32(len(ids)))
+	return c.Store.Release(ctx, owner, ids...)
+}
+
+// Finished items' claims are released in batches, not one store write per
+// item, and all of them by the end of the run.
+func TestRunnerReleasesClaimsInBatches(t *testing.T) {
+	t.Parallel()
+	b := setupRun(t, 300, "a")
+	cc := &countingClaimer{Store: b.store}
+	r := &Runner[count]{Store: cc, Concurrency: 4, PageSize: 100, Owner: "me"}
+	res, err := r.Run(context.Background(), sources("a"), func(context.Context, *shadow.Shadow) (count, error) {
+		return count{N: 1}, nil
+	})
+	if err != nil || res.Total.N != 300 {
+		t.Fatalf("Run: %d items, %v", res.Total.N, err)
+	}
+	if n := cc.ids.Load(); n != 300 {
+		t.Errorf("%d claims released, want 300", n)
+	}
+	if n := cc.calls.Load(); n > 300/releaseBatch+1 {
+		t.Errorf("%d Release calls for 300 items, want at most %d", n, 300/releaseBatch+1)
+	}
+	left, err := b.store.Claim(context.Background(), shadow.Query{ResourceID: "a"}, "other", time.Minute, 0)
+	if err != nil || len(left) != 300 {
+		t.Fatalf("claimable after the run: %d, %v; want 300", len(left), err)
+	}
+}
