@@ -485,19 +485,20 @@ func (s *Store) updateLocked(sh *shadow.Shadow) (*record, record, error) {
 		return nil, record{}, fmt.Errorf("memstore: update %q: live identity %s/%s/%s is held by shadow %q: %w",
 			sh.ID, sh.ResourceID, sh.Class, sh.UID, other.id, shadow.ErrDuplicate)
 	}
-	// Most updates change nothing an index sorts on (a cache refresh, a
-	// retry's bookkeeping): those skip the re-indexing, the bulk of an
-	// update's cost.
-	reindex := r.indexKey() != shadowIndexKey(sh)
-	if reindex {
-		s.unindex(r)
+	// Most updates change nothing an index sorts on (a cache refresh), or
+	// one or two things (a retry's next attempt time, an operation that
+	// completed): only the indexes whose part of the key changed are
+	// touched, the bulk of an update's cost otherwise.
+	was, now := r.indexKey(), shadowIndexKey(sh)
+	if was != now {
+		s.unindexChanged(r, &was, &now)
 	}
 	old := *r
 	s.fill(r, sh)
 	r.version++
 	r.setTime(tUpdatedAt, s.clock.Now())
-	if reindex {
-		s.index(r)
+	if was != now {
+		s.indexChanged(r, &was, &now)
 	}
 	sh.Version, sh.CreatedAt, sh.UpdatedAt = r.version, r.time(tCreatedAt), r.time(tUpdatedAt)
 	return r, old, nil
@@ -632,6 +633,74 @@ func (s *Store) unindex(r *record) {
 	}
 	if !r.timeIsZero(tNextDue) {
 		s.due.remove(r)
+	}
+}
+
+// unindexChanged removes r, whose content is still that of key ok, from
+// the secondary indexes whose part of the key differs in nk.
+func (s *Store) unindexChanged(r *record, ok, nk *indexKey) {
+	if ok.uid != nk.uid && r.uid != "" {
+		unchain(s.byUID, r.uid, r, func(r *record) **record { return &r.nextUID })
+	}
+	if ok.name != nk.name && r.name != "" {
+		unchain(s.byName, r.name, r, func(r *record) **record { return &r.nextName })
+	}
+	if ok.resourceID != nk.resourceID {
+		if res := s.byResource[r.resourceID]; res != nil {
+			res.remove(r)
+			if res.len() == 0 {
+				delete(s.byResource, r.resourceID)
+			}
+		}
+	}
+	for t, was := range ok.unfinished {
+		if was && !nk.unfinished[t] {
+			s.unfinished[t].remove(r)
+		}
+	}
+	if ok.dead && !nk.dead {
+		s.dead.remove(r)
+	}
+	if ok.recon && !nk.recon {
+		s.recon.remove(r)
+	}
+	if ok.hasDue && (!nk.hasDue || ok.due != nk.due) {
+		s.due.remove(r)
+	}
+}
+
+// indexChanged adds r, whose content is now that of key nk, to the
+// secondary indexes whose part of the key differs from ok.
+func (s *Store) indexChanged(r *record, ok, nk *indexKey) {
+	if ok.uid != nk.uid && r.uid != "" {
+		r.nextUID = s.byUID[r.uid]
+		s.byUID[r.uid] = r
+	}
+	if ok.name != nk.name && r.name != "" {
+		r.nextName = s.byName[r.name]
+		s.byName[r.name] = r
+	}
+	if ok.resourceID != nk.resourceID {
+		res := s.byResource[r.resourceID]
+		if res == nil {
+			res = newOrderedSet(byID)
+			s.byResource[r.resourceID] = res
+		}
+		res.insert(r)
+	}
+	for t, is := range nk.unfinished {
+		if is && !ok.unfinished[t] {
+			s.unfinished[t].insert(r)
+		}
+	}
+	if nk.dead && !ok.dead {
+		s.dead.insert(r)
+	}
+	if nk.recon && !ok.recon {
+		s.recon.insert(r)
+	}
+	if nk.hasDue && (!ok.hasDue || ok.due != nk.due) {
+		s.due.insert(r)
 	}
 }
 
