@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -19,9 +20,7 @@ func (s *Store) Apply(ctx context.Context, writes []shadow.Write) error {
 	if err := s.validWrites("apply", writes); err != nil {
 		return err
 	}
-	restore := saveCallers(writes)
-	if err := s.tx(ctx, func(tx *sql.Tx) error { return s.applyTx(ctx, tx, writes) }); err != nil {
-		restore()
+	if err := s.writeGroup(ctx, writes, nil); err != nil {
 		return fmt.Errorf("sqlstore: apply: %w", err)
 	}
 	return nil
@@ -97,21 +96,55 @@ func (s *Store) CommitGroup(ctx context.Context, writes []shadow.Write, key live
 	if err := s.validWrites("commit group", writes); err != nil {
 		return err
 	}
-	restore := saveCallers(writes)
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.writeGroup(ctx, writes, func(tx *sql.Tx) error {
 		if lease != nil {
 			if err := s.checkLeaseTx(ctx, tx, *lease); err != nil {
 				return err
 			}
 		}
-		if err := s.casTokenTx(ctx, tx, key, old, next); err != nil {
-			return err
-		}
-		return s.applyTx(ctx, tx, writes)
+		return s.casTokenTx(ctx, tx, key, old, next)
 	})
 	if err != nil {
-		restore()
 		return fmt.Errorf("sqlstore: commit group for %s: %w", key, err)
 	}
 	return nil
+}
+
+// writeGroup runs first (when not nil) and then the writes in one
+// transaction. On failure nothing is written and the callers' shadows are
+// left as they were.
+//
+// On PostgreSQL the writes go as a few multi-row statements (see
+// bulkTx); when those fail or miss a row, the transaction is rolled back
+// and run again a write at a time, which finds the failing write and
+// names it (or succeeds where the multi-row statements' order of checks
+// could not).
+func (s *Store) writeGroup(ctx context.Context, writes []shadow.Write, first func(tx *sql.Tx) error) error {
+	restore := saveCallers(writes)
+	run := func(apply func(tx *sql.Tx) error) error {
+		err := s.tx(ctx, func(tx *sql.Tx) error {
+			if first != nil {
+				if err := first(tx); err != nil {
+					return err
+				}
+			}
+			return apply(tx)
+		})
+		if err != nil {
+			restore()
+		}
+		return err
+	}
+	if s.bulk != nil && len(writes) > 1 {
+		plan, err := s.planGroup(writes)
+		if err != nil {
+			restore()
+			return err
+		}
+		err = run(func(tx *sql.Tx) error { return s.bulkTx(ctx, tx, plan) })
+		if !errors.Is(err, errBulkMiss) {
+			return err
+		}
+	}
+	return run(func(tx *sql.Tx) error { return s.applyTx(ctx, tx, writes) })
 }

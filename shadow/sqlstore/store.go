@@ -38,6 +38,9 @@ type Store struct {
 	qual     string // schema.prefix, or prefix
 	names    *strings.Replacer
 	q        statements
+	// bulk holds the multi-row writes of groups (PostgreSQL only; nil on
+	// SQLite, where each write is its own prepared statement).
+	bulk *bulkStatements
 	// wprep and rprep hold the prepared statements of the write and read
 	// pools on SQLite (nil on PostgreSQL; see prepCache).
 	wprep, rprep *prepCache
@@ -141,6 +144,7 @@ func OpenPostgres(ctx context.Context, dsn string, opts Options) (*Store, error)
 		return nil, fmt.Errorf("sqlstore: connect to PostgreSQL at %s: %w", where, redact(err, cfg.Password))
 	}
 	s := newStore(postgresDialect, db, db, opts)
+	s.bulk = s.prepareBulk()
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("sqlstore: PostgreSQL at %s: %w", where, redact(err, cfg.Password))
