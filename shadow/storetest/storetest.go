@@ -53,6 +53,9 @@
 //     after a release (so that fenced writes of the old term fail);
 //     AcquireLease and RenewLease with an empty name or owner or a ttl
 //     that is not positive fail with shadow.ErrInvalid.
+//   - IdentifierFinder needs no Capabilities flag: its case runs when the
+//     store implements it and is skipped otherwise. Empty values in the
+//     lists match nothing (a shadow's empty UID is no identifier).
 //
 // Bench runs the shared benchmarks (create, get, update, the due query, a
 // keyset page, claim and release) so that every store reports the same
@@ -137,6 +140,7 @@ func cases() []testCase {
 	all = append(all, batchCases()...)
 	all = append(all, claimCases()...)
 	all = append(all, leaseCases()...)
+	all = append(all, findCases()...)
 	return all
 }
 
