@@ -44,6 +44,9 @@ type run struct {
 	moveToken bool
 	grouping  bool
 	grp       group
+	// pre holds the shadows the current group's changes may correlate
+	// to, when the store is a shadow.IdentifierFinder.
+	pre prefetch
 
 	lease   *shadow.Lease
 	renewAt time.Time
@@ -229,6 +232,7 @@ func (r *run) guard(ctx context.Context, changes []connector.Change) error {
 // sequential processes one fetch in order on the calling goroutine.
 func (r *run) sequential(ctx context.Context, changes []connector.Change, from, end connector.Token) error {
 	done := ctx.Done()
+	r.pre.reset()
 	for i := range changes {
 		select {
 		case <-done:
@@ -239,6 +243,9 @@ func (r *run) sequential(ctx context.Context, changes []connector.Change, from, 
 			if err := r.keepLease(ctx); err != nil {
 				return err
 			}
+		}
+		if r.grouping && r.t.finder != nil && i >= r.pre.until {
+			r.prefetch(ctx, changes, i)
 		}
 		ch := &changes[i]
 		out, typ, err := r.handle(ctx, ch, nil, from, i)
@@ -261,6 +268,18 @@ func (r *run) sequential(ctx context.Context, changes []connector.Change, from, 
 		}
 	}
 	return r.fetchDone(ctx, end)
+}
+
+// prefetch looks up, in one query, the shadows that the changes from
+// changes[i] to the end of the group may correlate to. On failure those
+// changes are correlated one by one, as without an IdentifierFinder.
+func (r *run) prefetch(ctx context.Context, changes []connector.Change, i int) {
+	end := min(len(changes), i+max(r.cfg.GroupCommit-r.sinceCommit, 1))
+	if err := r.pre.load(ctx, r.t.finder, r.cfg.ResourceID, r.cfg.Class, changes[i:end]); err != nil {
+		r.cfg.Logger.WarnContext(ctx, "livesync: looking up the shadows of a group failed; correlating its changes one by one",
+			"task", r.t.key.String(), "changes", end-i, "error", err)
+	}
+	r.pre.until = end
 }
 
 // fetchDone records that every change of a fetch is done: the fetch's end
@@ -354,6 +373,7 @@ func (r *run) landed(ctx context.Context, err error, next connector.Token) bool 
 func (r *run) done(next connector.Token) {
 	r.hasPending = false
 	r.sinceCommit = 0
+	r.pre.reset()
 	prev := r.cur
 	r.cur = next
 	if f := r.cfg.Observer.TokenMoved; f != nil && prev != next {
@@ -743,11 +763,15 @@ func callHandler(ctx context.Context, h Handler, ev Event) (err error) {
 // correlate finds the shadow of the object id: by UID, then by Name (and
 // the old name of a rename), skipping shadows of another UID. gi is the
 // index of the group's pending write of the shadow, or -1. The shadow is
-// the caller's.
+// the caller's. In a group the group's pending writes come first, then the
+// shadows prefetched for the group, then the store.
 func (r *run) correlate(ctx context.Context, id connector.Identifiers, oldName string) (*shadow.Shadow, int, error) {
 	if r.grouping {
 		if gi := r.grp.lookup(id, oldName); gi >= 0 {
 			return r.grp.writes[gi].Shadow.Clone(), gi, nil
+		}
+		if sh, ok := r.pre.correlate(id, oldName); ok {
+			return sh, -1, nil
 		}
 	}
 	st := r.cfg.Store
@@ -761,19 +785,12 @@ func (r *run) correlate(ctx context.Context, id connector.Identifiers, oldName s
 		if name == "" {
 			continue
 		}
-		list, err := st.List(ctx, shadow.Query{ResourceID: r.cfg.ResourceID, Class: r.cfg.Class, Name: name, Dead: shadow.DeadExclude, Limit: 4})
+		list, err := st.List(ctx, shadow.Query{ResourceID: r.cfg.ResourceID, Class: r.cfg.Class, Name: name, Dead: shadow.DeadExclude, Limit: nameLimit})
 		if err != nil {
 			return nil, -1, err
 		}
-		for _, sh := range list {
-			if sh.UID == "" && addUnsent(sh) {
-				// The object cannot be this shadow's: its add has not
-				// reached the resource. Someone else made it.
-				continue
-			}
-			if id.UID == "" || sh.UID == "" || sh.UID == id.UID {
-				return sh, -1, nil
-			}
+		if sh := byName(list, id.UID); sh != nil {
+			return sh, -1, nil
 		}
 	}
 	return nil, -1, nil

@@ -77,6 +77,7 @@ type Task struct {
 	gc       GroupCommitter
 	batcher  shadow.Batcher
 	grouped  bool
+	finder   shadow.IdentifierFinder // grouped runs' group lookups (see prefetch), or nil
 	running  atomic.Bool
 	override atomic.Bool
 	// guardMu guards tripped.
@@ -107,6 +108,9 @@ func New(cfg Config) (*Task, error) {
 			t.gc, t.grouped = gc, true
 		} else if b, ok := cfg.Store.(shadow.Batcher); ok {
 			t.batcher, t.grouped = b, true
+		}
+		if t.grouped {
+			t.finder, _ = cfg.Store.(shadow.IdentifierFinder)
 		}
 	}
 	return t, nil
