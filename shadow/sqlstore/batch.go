@@ -145,6 +145,7 @@ func (s *Store) writeGroup(ctx context.Context, writes []shadow.Write, first fun
 		if !errors.Is(err, errBulkMiss) {
 			return err
 		}
+		s.bulkRetries.Add(1)
 	}
 	return run(func(tx *sql.Tx) error { return s.applyTx(ctx, tx, writes) })
 }

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -41,6 +42,9 @@ type Store struct {
 	// bulk holds the multi-row writes of groups (PostgreSQL only; nil on
 	// SQLite, where each write is its own prepared statement).
 	bulk *bulkStatements
+	// bulkRetries counts the groups whose multi-row statements failed a
+	// check and that were run again a write at a time (see writeGroup).
+	bulkRetries atomic.Int64
 	// wprep and rprep hold the prepared statements of the write and read
 	// pools on SQLite (nil on PostgreSQL; see prepCache).
 	wprep, rprep *prepCache
