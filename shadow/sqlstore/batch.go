@@ -74,7 +74,7 @@ func (s *Store) applyTx(ctx context.Context, tx *sql.Tx, writes []shadow.Write) 
 		case shadow.WriteCreate:
 			err = s.createTx(ctx, tx, w.Shadow)
 		case shadow.WriteUpdate:
-			err = s.updateTx(ctx, tx, w.Shadow)
+			err = s.updateGroupTx(ctx, tx, w.Shadow)
 		case shadow.WriteDelete:
 			err = s.deleteTx(ctx, tx, w.Shadow.ID, w.Shadow.Version)
 		}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -119,7 +120,7 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*Store, error) 
 		return nil, fmt.Errorf("sqlstore: open SQLite %q: %w", path, err)
 	}
 	s.wprep, s.rprep = newPrepCache(wdb, false), newPrepCache(rdb, true)
-	if err := s.wprep.prepare(ctx, s.q.insert, s.q.update, s.q.versionOf, s.q.deleteOne, s.q.tokenNew, s.q.tokenSwap); err != nil {
+	if err := s.wprep.prepare(ctx, s.q.insert, s.q.update, s.q.updateSame, s.q.versionOf, s.q.deleteOne, s.q.tokenNew, s.q.tokenSwap); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("sqlstore: open SQLite %q: prepare statements: %w", path, err)
 	}
@@ -249,6 +250,11 @@ func (s *Store) write(ctx context.Context, fn func(q querier) error) error {
 // statements are the hot statements, expanded once.
 type statements struct {
 	insert, update, versionOf, deleteOne, get string
+	// updateSame is update for a shadow whose indexed columns keep their
+	// values: it sets only the others, so that SQLite leaves the
+	// indexes alone, and misses a row whose indexed columns differ
+	// (SQLite only; see updateGroupTx).
+	updateSame string
 	// tokenNew stores a key's first token, tokenSwap moves it.
 	tokenNew, tokenSwap string
 }
@@ -264,6 +270,12 @@ func (s *Store) prepareStatements() statements {
 			needs_recon = $16, has_unfinished = $17, oldest_unfinished = $18, oldest_retry = $19, oldest_grouped = $20,
 			oldest_async = $21, reconciled_at = $22, updated_at = $23, version = version + 1
 			WHERE id = $1 AND version = $2 RETURNING version, created_at`),
+		updateSame: s.sqliteOnly(`UPDATE {t}shadows SET kind = $5, intent = $6, attributes = $9, origin = $13, pending = $14,
+			oldest_unfinished = $18, updated_at = $23, version = version + 1
+			WHERE id = $1 AND version = $2 AND resource_id = $3 AND class = $4 AND uid = $7 AND name = $8
+			AND obj_exists = $10 AND dead = $11 AND dead_since IS $12 AND next_due IS $15 AND needs_recon = $16
+			AND has_unfinished = $17 AND oldest_retry IS $19 AND oldest_grouped IS $20 AND oldest_async IS $21
+			AND reconciled_at IS $22 RETURNING version, created_at`),
 		versionOf: s.sql(`SELECT version FROM {t}shadows WHERE id = $1`),
 		deleteOne: s.sql(`DELETE FROM {t}shadows WHERE id = $1 AND version = $2`),
 		get:       s.sql(`SELECT ` + shadowCols + ` FROM {t}shadows WHERE id = $1`),
@@ -274,6 +286,14 @@ func (s *Store) prepareStatements() statements {
 		tokenSwap: s.sql(`UPDATE {t}tokens SET token = $4, updated_at = $5
 			WHERE resource_id = $1 AND class = $2 AND task = $3 AND token = $6`),
 	}
+}
+
+// sqliteOnly is s.sql(stmt) on SQLite, and "" on PostgreSQL.
+func (s *Store) sqliteOnly(stmt string) string {
+	if s.d != sqliteDialect {
+		return ""
+	}
+	return s.sql(stmt)
 }
 
 func newID() string {
@@ -347,14 +367,28 @@ func (s *Store) createTx(ctx context.Context, tx querier, sh *shadow.Shadow) err
 // updateTx replaces the stored shadow sh.ID at sh.Version and sets sh's
 // new Version and timestamps.
 func (s *Store) updateTx(ctx context.Context, tx querier, sh *shadow.Shadow) error {
-	args, err := shadowArgs(sh)
+	all, now, err := s.updateArgs(sh)
 	if err != nil {
 		return err
 	}
+	return s.updateWith(ctx, tx, sh, all, now)
+}
+
+// updateArgs are the arguments of update for sh, written now.
+func (s *Store) updateArgs(sh *shadow.Shadow) ([]any, time.Time, error) {
+	args, err := shadowArgs(sh)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
 	now := truncate(s.clock.Now())
-	all := append(append([]any{sh.ID, sh.Version}, args...), now.UnixMicro())
+	return append(append([]any{sh.ID, sh.Version}, args...), now.UnixMicro()), now, nil
+}
+
+// updateWith runs update with its arguments all, written now; see
+// updateTx.
+func (s *Store) updateWith(ctx context.Context, tx querier, sh *shadow.Shadow, all []any, now time.Time) error {
 	var version, created int64
-	err = s.writer(tx).QueryRowContext(ctx, s.q.update, all...).Scan(&version, &created)
+	err := s.writer(tx).QueryRowContext(ctx, s.q.update, all...).Scan(&version, &created)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return s.missOrConflict(ctx, tx, sh.ID, sh.Version)
