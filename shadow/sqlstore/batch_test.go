@@ -602,3 +602,18 @@ func normal(v any) any {
 	}
 	return v
 }
+
+// TestNewIDAscends: generated IDs are distinct, ascend (so that creates
+// append to the ID-ordered indexes) and keep their length.
+func TestNewIDAscends(t *testing.T) {
+	prev := newID()
+	seen := map[string]bool{prev: true}
+	for range 10000 {
+		id := newID()
+		if len(id) != 24 || id <= prev || seen[id] {
+			t.Fatalf("newID after %q returned %q: want 24 hex digits, greater, new", prev, id)
+		}
+		seen[id] = true
+		prev = id
+	}
+}

