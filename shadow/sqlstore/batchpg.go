@@ -45,6 +45,7 @@ func bulkArrays(from int) string {
 	return b.String()
 }
 
+// prepareBulk expands the multi-row statements for s's tables.
 func (s *Store) prepareBulk() *bulkStatements {
 	return &bulkStatements{
 		insert: s.sql(`INSERT INTO {t}shadows (id, resource_id, class, kind, intent, uid, name, attributes, obj_exists,
@@ -60,7 +61,9 @@ func (s *Store) prepareBulk() *bulkStatements {
 		// succeeds only when the same updates one at a time, in any
 		// order, would (one of them taking the identity another frees
 		// would depend on the order in which the rows are updated). n is
-		// the row's place in the arrays.
+		// the row's place in the arrays. "s.id = ANY" bounds the rows
+		// read to the keys' index entries whichever join the planner
+		// picks (it hash-joined a scan of the whole table).
 		update: s.sql(`UPDATE {t}shadows AS s SET resource_id = v.resource_id, class = v.class, kind = v.kind,
 			intent = v.intent, uid = v.uid, name = v.name, attributes = v.attributes::jsonb, obj_exists = v.obj_exists,
 			dead = v.dead, dead_since = v.dead_since, origin = v.origin, pending = v.pending::jsonb, next_due = v.next_due,
