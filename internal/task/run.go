@@ -31,8 +31,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sync/semaphore"
-
 	"github.com/umbra-idm/umbra/internal/clock"
 	"github.com/umbra-idm/umbra/shadow"
 )
@@ -244,8 +242,6 @@ func (r *Runner[C]) Run(ctx context.Context, sources []Source, fn ItemFunc[C]) (
 		}
 	}
 
-	sem := semaphore.NewWeighted(int64(rr.Concurrency))
-	var wg sync.WaitGroup
 	var runErr error
 	release := func(ids ...string) {
 		if claiming && len(ids) > 0 {
@@ -281,6 +277,29 @@ func (r *Runner[C]) Run(ctx context.Context, sources []Source, fn ItemFunc[C]) (
 		}
 		return out
 	}
+	// Workers take items from work one after the other: a finished item's
+	// worker picks up the next one at once, with no goroutine to start and
+	// no semaphore between the two. They are started as the run needs
+	// them, up to Concurrency.
+	type item struct {
+		resourceID string
+		sh         *shadow.Shadow
+	}
+	work := make(chan item)
+	var wg sync.WaitGroup
+	workers := 0
+	worker := func() {
+		for it := range work {
+			if ctx.Err() != nil {
+				// Handed over as the run was cancelled: not started.
+				release(it.sh.ID)
+				continue
+			}
+			c, err := fn(ctx, it.sh)
+			finished(it.sh.ID)
+			st.record(ctx, it.resourceID, it.sh.ID, c, err)
+		}
+	}
 sources:
 	for _, src := range sources {
 		q := src.Query
@@ -304,23 +323,27 @@ sources:
 				break sources
 			}
 			for i, sh := range page {
-				err := sem.Acquire(ctx, 1)
-				if err == nil && ctx.Err() != nil {
-					sem.Release(1)
-					err = ctx.Err()
-				}
-				if err != nil {
+				if ctx.Err() != nil {
 					release(ids(page[i:])...)
 					break sources
 				}
-				wg.Add(1)
-				go func(resourceID string, sh *shadow.Shadow) {
-					defer wg.Done()
-					defer sem.Release(1)
-					c, err := fn(ctx, sh)
-					finished(sh.ID)
-					st.record(ctx, resourceID, sh.ID, c, err)
-				}(src.ResourceID, sh)
+				if workers < rr.Concurrency {
+					select {
+					case work <- item{src.ResourceID, sh}:
+						continue
+					default:
+					}
+					// Every worker is busy: start one more, up to
+					// Concurrency.
+					workers++
+					wg.Go(worker)
+				}
+				select {
+				case work <- item{src.ResourceID, sh}:
+				case <-ctx.Done():
+					release(ids(page[i:])...)
+					break sources
+				}
 			}
 			if len(page) < rr.PageSize {
 				break
@@ -328,6 +351,7 @@ sources:
 			q.After = page[len(page)-1].ID
 		}
 	}
+	close(work)
 	wg.Wait()
 	release(done...)
 	st.mu.Lock()
