@@ -48,13 +48,13 @@ func (s *Store) Apply(ctx context.Context, writes []shadow.Write) error {
 		switch w.Op {
 		case shadow.WriteCreate:
 			var r *record
-			if r, err = s.createLocked(sh); err == nil {
+			if r, err = s.createLocked(sh, nil); err == nil {
 				undo = append(undo, func() { s.remove(r) })
 			}
 		case shadow.WriteUpdate:
 			var r *record
 			var old record
-			if r, old, err = s.updateLocked(sh); err == nil {
+			if r, old, err = s.updateLocked(sh, nil); err == nil {
 				undo = append(undo, func() {
 					s.unindex(r)
 					*r = old

@@ -177,9 +177,10 @@ func (s *Store) Create(ctx context.Context, sh *shadow.Shadow) error {
 	if err := validate("create", sh); err != nil {
 		return err
 	}
+	e := encode(sh)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, err := s.createLocked(sh)
+	_, err := s.createLocked(sh, &e)
 	return err
 }
 
@@ -207,9 +208,10 @@ func (s *Store) Update(ctx context.Context, sh *shadow.Shadow) error {
 	if err := validate("update", sh); err != nil {
 		return err
 	}
+	e := encode(sh)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, _, err := s.updateLocked(sh)
+	_, _, err := s.updateLocked(sh, &e)
 	return err
 }
 
@@ -367,18 +369,47 @@ func clonePending(ops []shadow.PendingOperation) []shadow.PendingOperation {
 	return out
 }
 
+// encoded is a shadow's attributes and pending operations in the form a
+// record holds them. Single writes make it before they take the store's
+// lock, so that concurrent writers do not queue behind each other's
+// encoding.
+type encoded struct {
+	attrs   string
+	pending []shadow.PendingOperation
+}
+
+// scratchPool holds attrenc.EncodeBuf buffers for encode.
+var scratchPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// encode returns sh's attributes and pending operations as a record holds
+// them.
+func encode(sh *shadow.Shadow) encoded {
+	buf := scratchPool.Get().(*[]byte)
+	e := encoded{attrs: attrenc.EncodeBuf(sh.Attributes, buf)}
+	scratchPool.Put(buf)
+	if len(sh.Pending) > 0 {
+		e.pending = clonePending(sh.Pending)
+	}
+	return e
+}
+
 // fill sets r's content from sh (the caller's value, copied), apart from
-// the ID, the version and the store's timestamps.
-func (s *Store) fill(r *record, sh *shadow.Shadow) {
+// the ID, the version and the store's timestamps; e, when not nil, is sh
+// already encoded.
+func (s *Store) fill(r *record, sh *shadow.Shadow, e *encoded) {
 	r.resourceID = s.internString(sh.ResourceID)
 	r.class = connector.ObjectClass(s.internString(string(sh.Class)))
 	r.kind = s.internString(sh.Kind)
 	r.intent = s.internString(sh.Intent)
 	r.uid, r.name = sh.UID, sh.Name
-	r.attrs = attrenc.EncodeBuf(sh.Attributes, &s.scratch)
-	r.pending = nil
-	if len(sh.Pending) > 0 {
-		r.pending = clonePending(sh.Pending)
+	if e != nil {
+		r.attrs, r.pending = e.attrs, e.pending
+	} else {
+		r.attrs = attrenc.EncodeBuf(sh.Attributes, &s.scratch)
+		r.pending = nil
+		if len(sh.Pending) > 0 {
+			r.pending = clonePending(sh.Pending)
+		}
 	}
 	r.exists, r.dead, r.needsRecon, r.origin = sh.Exists, sh.Dead, sh.NeedsReconciliation, sh.Origin
 	r.setTime(tDeadSince, sh.DeadSince)
@@ -446,7 +477,7 @@ func (s *Store) liveConflict(sh *shadow.Shadow, self *record) *record {
 
 // createLocked stores a copy of sh and sets sh's ID, Version and
 // timestamps. sh is valid. The caller holds the write lock.
-func (s *Store) createLocked(sh *shadow.Shadow) (*record, error) {
+func (s *Store) createLocked(sh *shadow.Shadow, e *encoded) (*record, error) {
 	id := sh.ID
 	if id == "" {
 		id = s.newID()
@@ -459,7 +490,7 @@ func (s *Store) createLocked(sh *shadow.Shadow) (*record, error) {
 	}
 	now := s.clock.Now()
 	r := &record{id: id, version: 1}
-	s.fill(r, sh)
+	s.fill(r, sh, e)
 	r.setTime(tCreatedAt, now)
 	r.setTime(tUpdatedAt, now)
 	s.byID[id] = r
@@ -472,7 +503,7 @@ func (s *Store) createLocked(sh *shadow.Shadow) (*record, error) {
 // updateLocked replaces the stored shadow sh.ID with a copy of sh. sh is
 // valid. It returns the record and its previous content for an undo. The
 // caller holds the write lock.
-func (s *Store) updateLocked(sh *shadow.Shadow) (*record, record, error) {
+func (s *Store) updateLocked(sh *shadow.Shadow, e *encoded) (*record, record, error) {
 	r, ok := s.byID[sh.ID]
 	if !ok {
 		return nil, record{}, fmt.Errorf("memstore: update %q: %w", sh.ID, shadow.ErrNotFound)
@@ -494,7 +525,7 @@ func (s *Store) updateLocked(sh *shadow.Shadow) (*record, record, error) {
 		s.unindexChanged(r, &was, &now)
 	}
 	old := *r
-	s.fill(r, sh)
+	s.fill(r, sh, e)
 	r.version++
 	r.setTime(tUpdatedAt, s.clock.Now())
 	if was != now {
