@@ -58,7 +58,7 @@ func (e *Engine) Get(ctx context.Context, id string, opts GetOptions) (View, err
 	now := e.clock.Now()
 	dueRetry := up && sh.Unfinished() && !sh.NextDue.IsZero() && !sh.NextDue.After(now)
 	if opts.Refresh || r.settings.RefreshOnRead || dueRetry {
-		if _, err := e.refreshLocked(ctx, sh); err != nil {
+		if _, err := e.refreshLocked(ctx, sh, nil); err != nil {
 			e.log.Debug("refresh on get", "shadow", id, "error", err)
 		}
 		if sh, err = e.store.Get(ctx, id); err != nil {
@@ -199,7 +199,7 @@ func (e *Engine) RetryNow(ctx context.Context, id string, opID int64) (RefreshRe
 		r.lastProbe = time.Time{}
 		r.mu.Unlock()
 	}
-	return e.refreshLocked(ctx, sh)
+	return e.refreshLocked(ctx, sh, nil)
 }
 
 // CancelOperation cancels unfinished operation opID of shadow id, recording

@@ -284,7 +284,7 @@ func (e *Engine) reconcileObject(ctx context.Context, r *resource, opts Reconcil
 		return err
 	}
 	if sh.Unfinished() && !opts.DryRun {
-		if _, err := e.refreshLocked(ctx, sh); err != nil {
+		if _, err := e.refreshLocked(ctx, sh, nil); err != nil {
 			return err
 		}
 		res.Refreshed++

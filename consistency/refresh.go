@@ -44,10 +44,79 @@ func (e *Engine) RefreshShadow(ctx context.Context, id string) (RefreshResult, e
 	if err != nil {
 		return RefreshResult{ShadowID: id}, fmt.Errorf("consistency: refresh %s: %w", id, err)
 	}
-	return e.refreshLocked(ctx, sh)
+	return e.refreshLocked(ctx, sh, nil)
 }
 
-func (e *Engine) refreshLocked(ctx context.Context, sh *shadow.Shadow) (RefreshResult, error) {
+// RefreshLoaded is RefreshShadow for a shadow the caller has just read from
+// the store, as the refresh task has a page of them: it saves a read of the
+// store per shadow. The copy is trusted only as far as the store's version
+// check: when the stored shadow has changed since, the refresh's first
+// write fails with a conflict before any call is made, and the refresh
+// starts over from a fresh read. A shadow with async operations to check is
+// read first anyway (a status check comes before any write). The engine
+// works on sh itself: the caller MUST NOT use it afterwards.
+func (e *Engine) RefreshLoaded(ctx context.Context, sh *shadow.Shadow) (RefreshResult, error) {
+	if sh == nil || sh.ID == "" {
+		return RefreshResult{}, fmt.Errorf("consistency: refresh of a loaded shadow: %w", errNoShadow)
+	}
+	unlock := e.lock(sh.ID)
+	defer unlock()
+	if !hasAsyncToCheck(sh) {
+		unverified := true
+		res, err := e.refreshLocked(ctx, sh, &unverified)
+		if !errors.Is(err, errStale) {
+			return res, err
+		}
+	}
+	fresh, err := e.store.Get(ctx, sh.ID)
+	if errors.Is(err, shadow.ErrNotFound) {
+		return RefreshResult{ShadowID: sh.ID}, nil
+	}
+	if err != nil {
+		return RefreshResult{ShadowID: sh.ID}, fmt.Errorf("consistency: refresh %s: %w", sh.ID, err)
+	}
+	return e.refreshLocked(ctx, fresh, nil)
+}
+
+// errNoShadow refuses RefreshLoaded without a stored shadow.
+var errNoShadow = errors.New("no shadow, or one without an ID")
+
+// errStale ends a refresh whose copy of the shadow is older than the
+// stored one; see RefreshLoaded.
+var errStale = errors.New("consistency: the shadow changed since it was read")
+
+// hasAsyncToCheck reports whether a refresh of sh asks the resource about
+// an async operation.
+func hasAsyncToCheck(sh *shadow.Shadow) bool {
+	for i := range sh.Pending {
+		if op := &sh.Pending[i]; !op.Completed() && op.Type == shadow.OpAsync && op.AsyncRef != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// saveRefresh is save for a refresh. While *unverified (RefreshLoaded's
+// copy, not yet written), a version conflict is errStale, not a merge: the
+// copy may be older than operations someone else carried out. The first
+// write that succeeds verifies the copy.
+func (e *Engine) saveRefresh(ctx context.Context, sh *shadow.Shadow, unverified *bool) error {
+	if unverified == nil || !*unverified {
+		return e.save(ctx, sh)
+	}
+	if err := e.store.Update(ctx, sh); err != nil {
+		if errors.Is(err, shadow.ErrConflict) {
+			return errStale
+		}
+		return fmt.Errorf("consistency: saving shadow %s: %w", sh.ID, err)
+	}
+	*unverified = false
+	return nil
+}
+
+// refreshLocked refreshes sh, the caller holding its lock. unverified is
+// nil for a shadow just read under the lock; see saveRefresh.
+func (e *Engine) refreshLocked(ctx context.Context, sh *shadow.Shadow, unverified *bool) (RefreshResult, error) {
 	res := RefreshResult{ShadowID: sh.ID, ResourceID: sh.ResourceID}
 	r, err := e.resource(sh.ResourceID)
 	if err != nil {
@@ -62,7 +131,10 @@ func (e *Engine) refreshLocked(ctx context.Context, sh *shadow.Shadow) (RefreshR
 		changed = true
 	}
 	if ctx.Err() == nil {
-		n, err := e.retryDue(ctx, r, sh, &res)
+		n, err := e.retryDue(ctx, r, sh, &res, unverified)
+		if errors.Is(err, errStale) {
+			return res, err
+		}
 		if n > 0 {
 			changed = true
 		}
@@ -88,6 +160,9 @@ func (e *Engine) refreshLocked(ctx context.Context, sh *shadow.Shadow) (RefreshR
 	}
 	if sh.Dead && res.StillPending == 0 && !now.Before(r.settings.deadUntil(sh)) {
 		if err := e.store.Delete(ctx, sh.ID, sh.Version); err != nil && !errors.Is(err, shadow.ErrNotFound) {
+			if unverified != nil && *unverified && errors.Is(err, shadow.ErrConflict) {
+				return res, errStale
+			}
 			return res, fmt.Errorf("consistency: deleting dead shadow %s: %w", sh.ID, err)
 		}
 		res.Deleted = true
@@ -95,7 +170,10 @@ func (e *Engine) refreshLocked(ctx context.Context, sh *shadow.Shadow) (RefreshR
 	}
 	if due := e.nextDue(r, sh); changed || !due.Equal(sh.NextDue) {
 		sh.NextDue = due
-		if err := e.save(context.WithoutCancel(ctx), sh); err != nil {
+		if err := e.saveRefresh(context.WithoutCancel(ctx), sh, unverified); err != nil {
+			if errors.Is(err, errStale) {
+				return res, err
+			}
 			return res, errors.Join(opErr, err)
 		}
 	}
@@ -108,14 +186,7 @@ func (e *Engine) checkAsync(ctx context.Context, r *resource, sh *shadow.Shadow,
 	if !ok {
 		return 0, nil
 	}
-	hasAsync := false
-	for i := range sh.Pending {
-		if op := &sh.Pending[i]; !op.Completed() && op.Type == shadow.OpAsync && op.AsyncRef != "" {
-			hasAsync = true
-			break
-		}
-	}
-	if !hasAsync {
+	if !hasAsyncToCheck(sh) {
 		return 0, nil
 	}
 	// A status check is a call like any other: not in maintenance, not to
@@ -181,7 +252,7 @@ func (e *Engine) checkAsync(ctx context.Context, r *resource, sh *shadow.Shadow,
 }
 
 // retryDue retries the due retry operations of sh in order.
-func (e *Engine) retryDue(ctx context.Context, r *resource, sh *shadow.Shadow, res *RefreshResult) (int, error) {
+func (e *Engine) retryDue(ctx context.Context, r *resource, sh *shadow.Shadow, res *RefreshResult, unverified *bool) (int, error) {
 	attempts := 0
 	for {
 		op := firstUnfinished(sh)
@@ -211,7 +282,7 @@ func (e *Engine) retryDue(ctx context.Context, r *resource, sh *shadow.Shadow, r
 			writeAhead(g, now, r)
 		}
 		sh.NextDue = e.nextDue(r, sh)
-		if err := e.save(ctx, sh); err != nil {
+		if err := e.saveRefresh(ctx, sh, unverified); err != nil {
 			// Not sent: leave the operations as they were.
 			for i, g := range group {
 				*g = before[i]

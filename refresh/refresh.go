@@ -296,7 +296,7 @@ func (t *Task) Run(ctx context.Context) (Result, error) {
 }
 
 func (t *Task) refreshOne(ctx context.Context, sh *shadow.Shadow) (Counts, error) {
-	rr, err := t.engine.RefreshShadow(ctx, sh.ID)
+	rr, err := t.engine.RefreshLoaded(ctx, sh)
 	c := Counts{Examined: 1, Retried: rr.Retried, Completed: rr.Completed, Failed: rr.Failed,
 		Abandoned: rr.Abandoned, StillPending: rr.StillPending, AsyncChecked: rr.AsyncChecked, Dropped: rr.Dropped}
 	if rr.Deleted {

@@ -564,11 +564,16 @@ func TestModeString(t *testing.T) {
 	}
 }
 
-// failingStore fails every Get, so every refresh fails.
+// failingStore fails every Get and Update, so every refresh fails (each of
+// the test's shadows has a stale NextDue to write).
 type failingStore struct{ *memstore.Store }
 
 func (s failingStore) Get(ctx context.Context, id string) (*shadow.Shadow, error) {
 	return nil, errors.New("disk on fire")
+}
+
+func (s failingStore) Update(ctx context.Context, sh *shadow.Shadow) error {
+	return errors.New("disk on fire")
 }
 
 func TestShadowFailuresAreCountedNotFatal(t *testing.T) {
