@@ -147,5 +147,13 @@ func (s *Store) writeGroup(ctx context.Context, writes []shadow.Write, first fun
 		}
 		s.bulkRetries.Add(1)
 	}
+	if s.lite != nil && len(writes) > 1 {
+		// SQLite: multi-row statements too (see liteStatements).
+		err := run(func(tx *sql.Tx) error { return s.liteGroupTx(ctx, tx, writes) })
+		if !errors.Is(err, errBulkMiss) {
+			return err
+		}
+		s.bulkRetries.Add(1)
+	}
 	return run(func(tx *sql.Tx) error { return s.applyTx(ctx, tx, writes) })
 }

@@ -47,6 +47,9 @@ type Store struct {
 	// bulkRetries counts the groups whose multi-row statements failed a
 	// check and that were run again a write at a time (see writeGroup).
 	bulkRetries atomic.Int64
+	// lite holds the multi-row writes of groups on SQLite (nil on
+	// PostgreSQL; see liteStatements).
+	lite *liteStatements
 	// wprep and rprep hold the prepared statements of the write and read
 	// pools on SQLite (nil on PostgreSQL; see prepCache).
 	wprep, rprep *prepCache
@@ -121,7 +124,8 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*Store, error) 
 		return nil, fmt.Errorf("sqlstore: open SQLite %q: %w", path, err)
 	}
 	s.wprep, s.rprep = newPrepCache(wdb, false), newPrepCache(rdb, true)
-	if err := s.wprep.prepare(ctx, s.q.insert, s.q.update, s.q.updateSame, s.q.versionOf, s.q.deleteOne, s.q.tokenNew, s.q.tokenSwap); err != nil {
+	s.lite = s.prepareLite()
+	if err := s.wprep.prepare(ctx, append(s.lite.texts(), s.q.insert, s.q.update, s.q.updateSame, s.q.versionOf, s.q.deleteOne, s.q.tokenNew, s.q.tokenSwap)...); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("sqlstore: open SQLite %q: prepare statements: %w", path, err)
 	}
