@@ -2,6 +2,7 @@ package model_test
 
 import (
 	"context"
+	"database/sql"
 	"flag"
 	"fmt"
 	"os"
@@ -85,12 +86,31 @@ func storeKinds() []storeKind {
 		}},
 		{name: "postgres", div: 16, fullDiv: 16, setup: func(t *testing.T) opener {
 			dsn := testsvc.PostgresDSN(t) // a schema of its own, dropped at the end
+			db, err := sql.Open("pgx", dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
 			return func(seed int64) (shadow.Store, livesync.TokenStore, func(), error) {
-				st, err := sqlstore.OpenPostgres(context.Background(), dsn, sqlstore.Options{TablePrefix: fmt.Sprintf("m%d_", seed)})
+				prefix := fmt.Sprintf("m%d_", seed)
+				st, err := sqlstore.OpenPostgres(context.Background(), dsn, sqlstore.Options{TablePrefix: prefix})
 				if err != nil {
 					return nil, nil, nil, err
 				}
-				return st, st, func() { st.Close() }, nil
+				// Each seed's tables go with it: thousands of seeds'
+				// tables in one schema would need more locks than the
+				// server has to drop at once.
+				drop := func() {
+					st.Close()
+					var tables []string
+					for _, name := range []string{"shadows", "leases", "tokens", "set_aside", "schema_version"} {
+						tables = append(tables, prefix+name)
+					}
+					if _, err := db.Exec("DROP TABLE IF EXISTS " + strings.Join(tables, ", ")); err != nil {
+						t.Errorf("model seed %d: dropping its tables: %v", seed, err)
+					}
+				}
+				return st, st, drop, nil
 			}
 		}},
 	}
