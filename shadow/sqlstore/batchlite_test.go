@@ -127,3 +127,19 @@ func TestLiteStatementsAnonymous(t *testing.T) {
 		}
 	}
 }
+
+// TestLiteTempStoreInMemory: the write connection keeps temporary data in
+// memory. A multi-row statement keeps a statement journal, for undoing
+// itself alone; past 64 KiB SQLite moved it to a temporary file (opened,
+// written and deleted for each 64-row insert). Durability is unchanged:
+// synchronous stays FULL.
+func TestLiteTempStoreInMemory(t *testing.T) {
+	t.Parallel()
+	s := newSQLite(t, connector.NewFakeClock(t0))
+	for pragma, want := range map[string]int{"temp_store": 2, "synchronous": 2} {
+		var got int
+		if err := s.wdb.QueryRow("PRAGMA " + pragma).Scan(&got); err != nil || got != want {
+			t.Errorf("PRAGMA %s = %d (%v), want %d", pragma, got, err, want)
+		}
+	}
+}

@@ -180,6 +180,9 @@ func decodeAttributes(s sql.NullString) (connector.Attributes, error) {
 	if !s.Valid {
 		return nil, nil
 	}
+	if a, ok := parseAttrsJSON(s.String); ok {
+		return a, nil
+	}
 	var a wireAttrs
 	if err := json.Unmarshal([]byte(s.String), &a); err != nil {
 		return nil, err

@@ -111,3 +111,140 @@ func appendJSONString(b []byte, s string) []byte {
 	b = append(b, s[start:]...)
 	return append(b, '"')
 }
+
+// parseAttrsJSON decodes the JSON of wireAttrs as json.Unmarshal does, for
+// what appendAttrsJSON writes in the common case (and PostgreSQL's jsonb
+// gives back, with its spaces): an object of plain names, each null or an
+// array of strings, with no escapes. ok is false for anything else —
+// escapes, binary values or names, invalid UTF-8, bad JSON — which the
+// caller decodes with encoding/json. Reading a shadow decodes its
+// attributes, and encoding/json (reflection, then UnmarshalJSON of every
+// value list) was most of what correlating a change cost.
+//
+// The names and values are substrings of s.
+func parseAttrsJSON(s string) (a connector.Attributes, ok bool) {
+	p := attrsParser{s: s}
+	p.space()
+	if p.literal("null") {
+		p.space()
+		return nil, p.i == len(s)
+	}
+	if !p.byte('{') {
+		return nil, false
+	}
+	a = make(connector.Attributes, 8)
+	p.space()
+	if p.byte('}') {
+		p.space()
+		return a, p.i == len(s)
+	}
+	for {
+		p.space()
+		k, ok := p.str()
+		if !ok || strings.HasPrefix(k, binaryNamePrefix) {
+			return nil, false
+		}
+		p.space()
+		if !p.byte(':') {
+			return nil, false
+		}
+		p.space()
+		var vals []string
+		if !p.literal("null") {
+			if !p.byte('[') {
+				return nil, false
+			}
+			vals = []string{}
+			p.space()
+			if !p.byte(']') {
+				for {
+					p.space()
+					v, ok := p.str()
+					if !ok {
+						return nil, false
+					}
+					vals = append(vals, v)
+					p.space()
+					if p.byte(']') {
+						break
+					}
+					if !p.byte(',') {
+						return nil, false
+					}
+				}
+			}
+		}
+		a[k] = vals
+		p.space()
+		if p.byte('}') {
+			break
+		}
+		if !p.byte(',') {
+			return nil, false
+		}
+	}
+	p.space()
+	return a, p.i == len(s)
+}
+
+// attrsParser reads JSON from s at i.
+type attrsParser struct {
+	s string
+	i int
+}
+
+func (p *attrsParser) space() {
+	for p.i < len(p.s) {
+		switch p.s[p.i] {
+		case ' ', '\t', '\n', '\r':
+			p.i++
+		default:
+			return
+		}
+	}
+}
+
+// byte consumes c if it is next.
+func (p *attrsParser) byte(c byte) bool {
+	if p.i < len(p.s) && p.s[p.i] == c {
+		p.i++
+		return true
+	}
+	return false
+}
+
+// literal consumes lit if it is next.
+func (p *attrsParser) literal(lit string) bool {
+	if strings.HasPrefix(p.s[p.i:], lit) {
+		p.i += len(lit)
+		return true
+	}
+	return false
+}
+
+// str consumes a string without escapes or control characters, in valid
+// UTF-8, and returns its content.
+func (p *attrsParser) str() (string, bool) {
+	if !p.byte('"') {
+		return "", false
+	}
+	start, ascii := p.i, true
+	for p.i < len(p.s) {
+		c := p.s[p.i]
+		switch {
+		case c == '"':
+			v := p.s[start:p.i]
+			p.i++
+			if !ascii && !utf8.ValidString(v) {
+				return "", false
+			}
+			return v, true
+		case c == '\\' || c < 0x20:
+			return "", false
+		case c >= utf8.RuneSelf:
+			ascii = false
+		}
+		p.i++
+	}
+	return "", false
+}

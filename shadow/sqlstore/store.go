@@ -98,7 +98,7 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*Store, error) 
 	// "?", "#" and "%" are escaped.
 	uri := "file:" + strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path) +
 		"?_pragma=busy_timeout(" + strconv.FormatInt(opts.BusyTimeout.Milliseconds(), 10) + ")" +
-		"&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)"
+		"&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)&_pragma=temp_store(MEMORY)"
 	wdb, err := sql.Open("sqlite", uri+"&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: open SQLite %q: %w", path, err)
