@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/umbra-idm/umbra/connector"
@@ -104,7 +103,10 @@ func (s *Store) findSQL(resourceID string, class connector.ObjectClass, uids, na
 				b.WriteString(", ")
 			}
 			args = append(args, list[min(i, len(list)-1)])
-			b.WriteString("$" + strconv.Itoa(len(args)))
+			// Anonymous: SQLite looks each numbered parameter up in
+			// the list of them, which for hundreds cost more than
+			// the lookups; "?" takes the number after the last.
+			b.WriteString("?")
 		}
 		b.WriteString(")")
 	}
