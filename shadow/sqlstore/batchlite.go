@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/umbra-idm/umbra/shadow"
@@ -125,9 +126,19 @@ type liteSegment struct {
 	inserts []any // liteInsertArgs a row
 	creates []*shadow.Shadow
 	updates []liteUpdate
-	byID    map[string]int // index in updates
-	deletes []shadow.Write
+	// updateArgs holds the updates' args, one after the other.
+	updateArgs []any
+	byID       map[string]int // index in updates
+	deletes    []shadow.Write
+	// seen are the IDs written by the segment.
+	seen map[string]struct{}
 }
+
+// liteSegments keeps the segments of finished groups for reuse: their
+// argument lists run to thousands of entries.
+var liteSegments = sync.Pool{New: func() any {
+	return &liteSegment{byID: make(map[string]int), seen: make(map[string]struct{})}
+}}
 
 func (g *liteSegment) reset() {
 	clear(g.inserts)
@@ -136,6 +147,8 @@ func (g *liteSegment) reset() {
 	g.creates = g.creates[:0]
 	clear(g.updates)
 	g.updates = g.updates[:0]
+	clear(g.updateArgs)
+	g.updateArgs = g.updateArgs[:0]
 	clear(g.byID)
 	clear(g.deletes)
 	g.deletes = g.deletes[:0]
@@ -150,8 +163,13 @@ func (g *liteSegment) reset() {
 func (s *Store) liteGroupTx(ctx context.Context, tx *sql.Tx, writes []shadow.Write) error {
 	now := truncate(s.clock.Now())
 	at := now.UnixMicro()
-	seen := make(map[string]struct{}, len(writes))
-	seg := &liteSegment{byID: make(map[string]int, len(writes))}
+	seg := liteSegments.Get().(*liteSegment)
+	defer func() {
+		seg.reset()
+		clear(seg.seen)
+		liteSegments.Put(seg)
+	}()
+	seen := seg.seen
 	for _, w := range writes {
 		sh := w.Shadow
 		id := sh.ID
@@ -180,8 +198,9 @@ func (s *Store) liteGroupTx(ctx context.Context, tx *sql.Tx, writes []shadow.Wri
 			if err != nil {
 				return err
 			}
-			all := make([]any, 0, liteUpdateArgs+1)
-			all = append(append(append(all, id, sh.Version), args...), at)
+			start := len(seg.updateArgs)
+			seg.updateArgs = append(append(append(seg.updateArgs, id, sh.Version), args...), at)
+			all := seg.updateArgs[start:len(seg.updateArgs):len(seg.updateArgs)]
 			seg.byID[id] = len(seg.updates)
 			seg.updates = append(seg.updates, liteUpdate{sh: sh, args: all})
 		case shadow.WriteDelete:
