@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -300,6 +301,52 @@ func TestPrefixesAndSchemasIsolate(t *testing.T) {
 			}
 			if n, err := b.Count(ctx, shadow.Query{}); err != nil || n != 0 {
 				t.Fatalf("other prefix sees %d shadows (%v)", n, err)
+			}
+		})
+	}
+}
+
+// A database at schema version 1 is brought to the current version when it
+// is opened: on PostgreSQL the shadows table gets its fillfactor (room for
+// HOT updates of claims); SQLite records the version and changes nothing.
+func TestMigrationFromVersion1(t *testing.T) {
+	t.Parallel()
+	for _, d := range []string{"sqlite", "postgres"} {
+		t.Run(d, func(t *testing.T) {
+			t.Parallel()
+			db := freshDB(t, d)
+			opts := Options{TablePrefix: "up_"}
+			open := func() (*Store, error) { return db.open(opts) }
+			s := mustOpen(t, open)
+			ctx := context.Background()
+			if err := s.Create(ctx, newShadow("a")); err != nil {
+				t.Fatal(err)
+			}
+			// Back to version 1, as a database written before migration 2.
+			execSQL(t, s, `DELETE FROM {t}schema_version WHERE version > 1`)
+			if d == "postgres" {
+				execSQL(t, s, `ALTER TABLE {t}shadows RESET (fillfactor)`)
+			}
+			s.Close()
+			again := mustOpen(t, open)
+			defer again.Close()
+			if got := schemaVersions(t, again); len(got) != SchemaVersion || got[len(got)-1] != SchemaVersion {
+				t.Fatalf("schema_version rows %v, want 1..%d", got, SchemaVersion)
+			}
+			if _, err := again.Get(ctx, "a"); err != nil {
+				t.Fatalf("migrated store lost shadow a: %v", err)
+			}
+			if d == "postgres" {
+				var opts []string
+				var raw sql.NullString
+				if err := again.rdb.QueryRowContext(ctx, `SELECT array_to_string(reloptions, ',') FROM pg_class WHERE oid = $1::regclass`,
+					again.qual+"shadows").Scan(&raw); err != nil {
+					t.Fatal(err)
+				}
+				opts = strings.Split(raw.String, ",")
+				if !slices.Contains(opts, "fillfactor=80") {
+					t.Errorf("shadows reloptions %q, want fillfactor=80", raw.String)
+				}
 			}
 		})
 	}
