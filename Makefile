@@ -16,9 +16,14 @@ test: services
 services:
 	bash .ci/services.sh
 
-# Every benchmark, with the real services.
+# Every benchmark, with the real services, one package at a time (packages
+# run in parallel would measure each other). The named benchmarks of the
+# Performance table size themselves and run once; the others use go test's
+# default benchtime.
+NAMED_BENCH = ./internal/bench/ ./consistency/
 bench: services
-	UMBRA_FULL=1 $(GO) test -run='^$$' -bench=. -benchtime=1x -timeout 60m ./...
+	UMBRA_FULL=1 $(GO) test -p 1 -run='^$$' -bench=. -benchtime=1x -timeout 60m $(NAMED_BENCH)
+	UMBRA_FULL=1 $(GO) test -p 1 -run='^$$' -bench=. -timeout 60m $$($(GO) list ./... | grep -v -e /internal/bench -e '/consistency$$')
 
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzMerge -fuzztime=60s ./connector
