@@ -169,21 +169,15 @@ func (s *Store) liteGroupTx(ctx context.Context, tx *sql.Tx, writes []shadow.Wri
 		clear(seg.seen)
 		liteSegments.Put(seg)
 	}()
-	seen := seg.seen
-	for _, w := range writes {
+	end := func() error {
+		if err := s.liteSegmentTx(ctx, tx, seg, now); err != nil {
+			return err
+		}
+		seg.reset()
+		return nil
+	}
+	return forSegments(writes, seg.seen, end, func(_ int, id string, w shadow.Write) error {
 		sh := w.Shadow
-		id := sh.ID
-		if w.Op == shadow.WriteCreate && id == "" {
-			id = newID()
-		}
-		if _, ok := seen[id]; ok {
-			if err := s.liteSegmentTx(ctx, tx, seg, now); err != nil {
-				return err
-			}
-			seg.reset()
-			clear(seen)
-		}
-		seen[id] = struct{}{}
 		switch w.Op {
 		case shadow.WriteCreate:
 			args, err := shadowArgs(sh)
@@ -206,8 +200,8 @@ func (s *Store) liteGroupTx(ctx context.Context, tx *sql.Tx, writes []shadow.Wri
 		case shadow.WriteDelete:
 			seg.deletes = append(seg.deletes, w)
 		}
-	}
-	return s.liteSegmentTx(ctx, tx, seg, now)
+		return nil
+	})
 }
 
 // liteSegmentTx writes seg in tx at now.

@@ -194,19 +194,13 @@ type segment struct {
 func (s *Store) planGroup(writes []shadow.Write) (*groupPlan, error) {
 	p := &groupPlan{now: truncate(s.clock.Now())}
 	seg := &segment{}
-	seen := make(map[string]struct{}, len(writes))
-	for i, w := range writes {
+	next := func() error {
+		p.segments = append(p.segments, seg)
+		seg = &segment{}
+		return nil
+	}
+	err := forSegments(writes, make(map[string]struct{}, len(writes)), next, func(i int, id string, w shadow.Write) error {
 		sh := w.Shadow
-		id := sh.ID
-		if w.Op == shadow.WriteCreate && id == "" {
-			id = newID()
-		}
-		if _, ok := seen[id]; ok {
-			p.segments = append(p.segments, seg)
-			seg = &segment{}
-			clear(seen)
-		}
-		seen[id] = struct{}{}
 		var err error
 		switch w.Op {
 		case shadow.WriteCreate:
@@ -221,11 +215,38 @@ func (s *Store) planGroup(writes []shadow.Write) (*groupPlan, error) {
 			seg.deleteVersions = append(seg.deleteVersions, sh.Version)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("write %d of %d: %w", i, len(writes), err)
+			return fmt.Errorf("write %d of %d: %w", i, len(writes), err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// forSegments cuts writes into segments, runs of consecutive writes in
+// which no shadow is written twice (see segment): it calls add for each
+// write with the shadow's ID (a new one for a create without), and end
+// after the last write of each segment. seen is scratch space, empty.
+func forSegments(writes []shadow.Write, seen map[string]struct{}, end func() error, add func(i int, id string, w shadow.Write) error) error {
+	for i, w := range writes {
+		id := w.Shadow.ID
+		if w.Op == shadow.WriteCreate && id == "" {
+			id = newID()
+		}
+		if _, ok := seen[id]; ok {
+			if err := end(); err != nil {
+				return err
+			}
+			clear(seen)
+		}
+		seen[id] = struct{}{}
+		if err := add(i, id, w); err != nil {
+			return err
 		}
 	}
-	p.segments = append(p.segments, seg)
-	return p, nil
+	return end()
 }
 
 // bulkTx runs p's statements in tx and sets the updated shadows'
