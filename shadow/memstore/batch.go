@@ -17,6 +17,7 @@ func (s *Store) Apply(ctx context.Context, writes []shadow.Write) error {
 	if err := ctxErr(ctx, "apply"); err != nil {
 		return err
 	}
+	enc := make([]encoded, len(writes))
 	for i, w := range writes {
 		if w.Shadow == nil {
 			return fmt.Errorf("memstore: apply: write %d: nil shadow: %w", i, shadow.ErrInvalid)
@@ -26,6 +27,7 @@ func (s *Store) Apply(ctx context.Context, writes []shadow.Write) error {
 			if err := validate(fmt.Sprintf("apply: write %d", i), w.Shadow); err != nil {
 				return err
 			}
+			enc[i] = encode(w.Shadow)
 		case shadow.WriteDelete:
 		default:
 			return fmt.Errorf("memstore: apply: write %d: unknown WriteOp %d: %w", i, w.Op, shadow.ErrInvalid)
@@ -48,13 +50,13 @@ func (s *Store) Apply(ctx context.Context, writes []shadow.Write) error {
 		switch w.Op {
 		case shadow.WriteCreate:
 			var r *record
-			if r, err = s.createLocked(sh, nil); err == nil {
+			if r, err = s.createLocked(sh, &enc[i]); err == nil {
 				undo = append(undo, func() { s.remove(r) })
 			}
 		case shadow.WriteUpdate:
 			var r *record
 			var old record
-			if r, old, err = s.updateLocked(sh, nil); err == nil {
+			if r, old, err = s.updateLocked(sh, &enc[i]); err == nil {
 				undo = append(undo, func() {
 					s.unindex(r)
 					*r = old

@@ -81,11 +81,9 @@ type Store struct {
 	claims map[string]claim
 	leases map[string]shadow.Lease
 	intern map[string]string
-	// nextSeq numbers new IDs (see newID); scratch is attrenc.EncodeBuf's buffer.
-	// Both are used under the write lock.
+	// nextSeq and idTail make new IDs (see newID), under the write lock.
 	nextSeq uint64
 	idTail  uint64
-	scratch []byte
 }
 
 // record is one stored shadow, laid out compactly: the fields of
@@ -370,9 +368,8 @@ func clonePending(ops []shadow.PendingOperation) []shadow.PendingOperation {
 }
 
 // encoded is a shadow's attributes and pending operations in the form a
-// record holds them. Single writes make it before they take the store's
-// lock, so that concurrent writers do not queue behind each other's
-// encoding.
+// record holds them. Writes make it before they take the store's lock, so
+// that concurrent writers do not queue behind each other's encoding.
 type encoded struct {
 	attrs   string
 	pending []shadow.PendingOperation
@@ -394,23 +391,14 @@ func encode(sh *shadow.Shadow) encoded {
 }
 
 // fill sets r's content from sh (the caller's value, copied), apart from
-// the ID, the version and the store's timestamps; e, when not nil, is sh
-// already encoded.
+// the ID, the version and the store's timestamps; e is sh encoded.
 func (s *Store) fill(r *record, sh *shadow.Shadow, e *encoded) {
 	r.resourceID = s.internString(sh.ResourceID)
 	r.class = connector.ObjectClass(s.internString(string(sh.Class)))
 	r.kind = s.internString(sh.Kind)
 	r.intent = s.internString(sh.Intent)
 	r.uid, r.name = sh.UID, sh.Name
-	if e != nil {
-		r.attrs, r.pending = e.attrs, e.pending
-	} else {
-		r.attrs = attrenc.EncodeBuf(sh.Attributes, &s.scratch)
-		r.pending = nil
-		if len(sh.Pending) > 0 {
-			r.pending = clonePending(sh.Pending)
-		}
-	}
+	r.attrs, r.pending = e.attrs, e.pending
 	r.exists, r.dead, r.needsRecon, r.origin = sh.Exists, sh.Dead, sh.NeedsReconciliation, sh.Origin
 	r.setTime(tDeadSince, sh.DeadSince)
 	r.setTime(tNextDue, sh.NextDue)
